@@ -1,0 +1,96 @@
+"""Byte-level AMI framing.
+
+Messages are cut on CRLF CRLF *before* decoding, so a multi-byte UTF-8 character split across
+TCP chunks (a caller name such as 张三) survives any chunking. Bad input never stops the stream:
+a line without a colon is skipped, undecodable bytes are replaced, and a message larger than
+``max_message`` is discarded up to its terminator. Every problem is counted and logged.
+"""
+from __future__ import annotations
+
+import logging
+
+log = logging.getLogger(__name__)
+
+TERMINATOR = b"\r\n\r\n"
+BANNER_PREFIX = b"Asterisk Call Manager/"
+MAX_MESSAGE = 64 * 1024
+
+
+class Framer:
+    """Feed bytes, get complete messages as ``dict[str, str]`` (first value wins for repeats,
+    except ``ChanVariable``-style repeats, which are kept in ``_extra``)."""
+
+    def __init__(self, max_message: int = MAX_MESSAGE, expect_banner: bool = True,
+                 kinds: tuple[str, ...] = ("Event", "Response")):
+        self.kinds = kinds                 # a message must carry one of these headers
+        self.buffer = bytearray()
+        self.max_message = max_message
+        self.banner: str | None = None if expect_banner else ""
+        self.skipping = False          # inside an oversized message, dropping until terminator
+        self.messages = 0
+        self.problems = 0
+
+    def feed(self, data: bytes) -> list[dict[str, str]]:
+        buf = self.buffer
+        buf += data
+        if self.banner is None:
+            end = buf.find(b"\r\n")
+            if end < 0:
+                if len(buf) > self.max_message:
+                    self._problem("no banner in the first %d bytes", len(buf))
+                    self.banner = ""
+                return []
+            line = bytes(buf[:end])
+            if line.startswith(BANNER_PREFIX):
+                self.banner = line.decode("utf-8", "replace")
+                del buf[: end + 2]
+            else:
+                self.banner = ""
+        out: list[dict[str, str]] = []
+        start = 0
+        while True:
+            end = buf.find(TERMINATOR, start)
+            if end < 0:
+                break
+            if self.skipping:
+                self.skipping = False
+            else:
+                message = self.parse(bytes(buf[start:end]))
+                if message is not None:
+                    out.append(message)
+            start = end + 4
+        if start:
+            del buf[:start]
+        if len(buf) > self.max_message:
+            self._problem("message over %d bytes discarded", self.max_message)
+            self.skipping = True
+            # keep the last 3 bytes: they may begin the terminator
+            del buf[:-3]
+        return out
+
+    def parse(self, raw: bytes) -> dict[str, str] | None:
+        text = raw.decode("utf-8", "replace").lstrip("\r\n")
+        if not text:
+            return None
+        message: dict[str, str] = {}
+        for line in text.split("\r\n"):
+            key, sep, value = line.partition(": ")
+            if not sep:
+                key, sep, value = line.partition(":")
+                if not sep or not key or " " in key:
+                    self._problem("AMI line without a colon skipped: %r", line[:120])
+                    continue
+            if key in message:
+                message.setdefault("_extra", "")
+                message["_extra"] += f"{key}: {value}\n"
+            else:
+                message[key] = value
+        if not any(kind in message for kind in self.kinds):
+            self._problem("AMI message without %s skipped: %r", "/".join(self.kinds), text[:120])
+            return None
+        self.messages += 1
+        return message
+
+    def _problem(self, fmt: str, *args) -> None:
+        self.problems += 1
+        log.warning(fmt, *args)

@@ -1,0 +1,129 @@
+"""Metric formulas for the daily report (pure). Definitions are in docs/metrics.md.
+
+Each queue stint is judged for the queue it visited: a transferred call counts as answered for
+the first queue and offered again to the next. City-wide totals count each call once, by its
+last stint. A stint that entered a queue outside its department's business hours counts as
+after-hours, not offered.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Callable
+
+from .directory import Directory
+from .records import CallRecord, Outcome, Stint, StintEnd
+
+COUNTS = ("offered", "answered", "abandoned", "short_abandoned", "timed_out", "no_agent", "unknown",
+          "ivr_abandoned", "after_hours")
+
+
+@dataclass(frozen=True)
+class MetricSettings:
+    short_abandon_seconds: float = 5
+    service_level_seconds: tuple[float, ...] = (15, 60)
+    exclude_short_abandons: bool = False
+
+
+@dataclass
+class Figures:
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTS, 0))
+    answered_within: dict[float, int] = field(default_factory=dict)
+    wait_total: float = 0.0
+    talk_total: float = 0.0
+
+    def add(self, other: "Figures") -> None:
+        for key, value in other.counts.items():
+            self.counts[key] += value
+        for key, value in other.answered_within.items():
+            self.answered_within[key] = self.answered_within.get(key, 0) + value
+        self.wait_total += other.wait_total
+        self.talk_total += other.talk_total
+
+    def count_stint(self, stint: Stint, settings: MetricSettings) -> None:
+        c = self.counts
+        c["offered"] += 1
+        wait = stint.wait_seconds or 0.0
+        if stint.end is StintEnd.ANSWERED:
+            c["answered"] += 1
+            self.wait_total += wait
+            self.talk_total += stint.talk_seconds or 0.0
+            for threshold in settings.service_level_seconds:
+                if wait <= threshold:
+                    self.answered_within[threshold] = self.answered_within.get(threshold, 0) + 1
+        elif stint.end is StintEnd.ABANDONED:
+            c["abandoned"] += 1
+            if wait < settings.short_abandon_seconds:
+                c["short_abandoned"] += 1
+        elif stint.end is StintEnd.TIMED_OUT:
+            c["timed_out"] += 1
+        elif stint.end is StintEnd.NO_AGENT:
+            c["no_agent"] += 1
+        else:
+            c["unknown"] += 1
+
+    def as_dict(self, settings: MetricSettings) -> dict:
+        c = self.counts
+        denominator = c["offered"] - (c["short_abandoned"] if settings.exclude_short_abandons else 0)
+        out: dict = dict(c)
+        out["connect_rate"] = _rate(c["answered"], denominator)
+        out["service_level"] = [
+            {"seconds": s, "answered": self.answered_within.get(s, 0),
+             "rate": _rate(self.answered_within.get(s, 0), denominator)}
+            for s in settings.service_level_seconds]
+        out["average_wait_seconds"] = round(self.wait_total / c["answered"], 1) if c["answered"] else None
+        out["average_talk_seconds"] = round(self.talk_total / c["answered"], 1) if c["answered"] else None
+        return out
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole > 0 else None
+
+
+@dataclass
+class DailyFigures:
+    queues: dict[tuple[str, str], Figures]             # (pbx, queue)
+    queue_department: dict[tuple[str, str], str | None]
+    totals: Figures
+
+
+def daily_figures(records: list[CallRecord], directory: Directory,
+                  is_open: Callable[[str | None, datetime], bool], settings: MetricSettings) -> DailyFigures:
+    queues: dict[tuple[str, str], Figures] = {}
+    departments: dict[tuple[str, str], str | None] = {}
+    totals = Figures()
+
+    def figures(pbx: str, queue: str, department: str | None) -> Figures:
+        key = (pbx, queue)
+        if key not in queues:
+            queues[key] = Figures()
+            departments[key] = department
+        return queues[key]
+
+    for record in records:
+        if not record.stints:
+            department = record.department
+            queue = record.ivr_queue or (directory.main_queue(department, record.pbx) if department else None)
+            queue = queue or f"hotline:{record.hotline or '?'}"
+            dept = directory.department_of_queue(record.pbx, queue) or department
+            key = "after_hours" if (record.outcome is Outcome.AFTER_HOURS
+                                    or not is_open(dept, record.started_at)) else "ivr_abandoned"
+            figures(record.pbx, queue, dept).counts[key] += 1
+            totals.counts[key] += 1
+            continue
+        counted_last = False
+        for index, stint in enumerate(record.stints):
+            f = figures(record.pbx, stint.queue, stint.department)
+            last = index == len(record.stints) - 1
+            if record.after_hours or not is_open(stint.department, stint.entered_at):
+                f.counts["after_hours"] += 1
+                if last:
+                    totals.counts["after_hours"] += 1
+                    counted_last = True
+                continue
+            f.count_stint(stint, settings)
+            if last:
+                totals.count_stint(stint, settings)
+                counted_last = True
+        assert counted_last
+    return DailyFigures(queues, departments, totals)

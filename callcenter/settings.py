@@ -1,0 +1,253 @@
+"""Configuration: YAML files in one directory, validated with pydantic at start-up.
+
+Every ``*.yaml`` file in the directory contributes top-level keys (a key may live in one file
+only), so operators can keep PBXes, departments and agents apart. ``${NAME}`` in a value is
+replaced by the environment variable NAME, ``${NAME:-default}`` falls back to a default (used for
+secrets, which are never logged). A bad
+file raises ConfigError naming the file, the key path and the problem.
+"""
+from __future__ import annotations
+
+import os
+import re
+from datetime import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from .domain.directory import Directory
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class ConfigError(Exception):
+    pass
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Window(Strict):
+    start: time
+    end: time
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parse(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            parts = value.replace("–", "-").split("-")
+            if len(parts) != 2:
+                raise ValueError(f"expected 'HH:MM-HH:MM', got {value!r}")
+            return {"start": parts[0].strip(), "end": parts[1].strip()}
+        return value
+
+    @model_validator(mode="after")
+    def _order(self) -> "Window":
+        if self.end <= self.start:
+            raise ValueError(f"window ends ({self.end}) before it starts ({self.start})")
+        return self
+
+
+class Thresholds(Strict):
+    short_abandon_seconds: float = Field(5, ge=0)
+    service_level_seconds: list[float] = Field(default_factory=lambda: [15, 60])
+    exclude_short_abandons: bool = False   # from the connect-rate denominator
+
+
+class PbxEndpoint(Strict):
+    id: str = Field(min_length=1)
+    host: str = "127.0.0.1"
+    port: int = Field(5038, ge=1, le=65535)
+    username: str
+    secret: SecretStr
+    hotline_contexts: list[str] = Field(default_factory=lambda: ["hotline"])
+    connect_timeout: float = Field(5, gt=0)
+    action_timeout: float = Field(10, gt=0)
+    ping_interval: float = Field(20, gt=0)
+    reconnect_min: float = Field(0.5, gt=0)
+    reconnect_max: float = Field(30, gt=0)
+
+
+class QueueRef(Strict):
+    name: str
+    pbx: str = "*"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+
+class Person(Strict):
+    name: str
+    phone: str | None = None
+    email: str | None = None
+
+
+class Department(Strict):
+    id: str = Field(min_length=1)
+    name: str
+    head: Person | None = None               # receives the daily report and escalations
+    hotlines: list[str] = Field(default_factory=list)
+    queues: list[QueueRef] = Field(min_length=1)
+    items: list[str] = Field(default_factory=list)   # 事项 handled by this department
+    business_hours: list[Window] | None = None       # default: the top-level business_hours
+
+
+class Agent(Strict):
+    id: str = Field(min_length=1)
+    name: str
+    interfaces: list[str] = Field(min_length=1)
+    member_names: list[str] = Field(default_factory=list)
+    phone: str | None = None
+
+
+class Post(Strict):
+    id: str
+    department: str
+    a: str
+    b: str
+
+
+class Settings(Strict):
+    timezone: str = "Asia/Shanghai"
+    business_hours: list[Window] = Field(default_factory=lambda: [Window.model_validate("09:00-11:30"),
+                                                                  Window.model_validate("13:30-16:30")])
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+    service_office: str | None = None       # department id that owns unmapped calls
+    pbxes: list[PbxEndpoint] = Field(default_factory=list)
+    departments: list[Department] = Field(default_factory=list)
+    agents: list[Agent] = Field(default_factory=list)
+    posts: list[Post] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo
+        try:
+            ZoneInfo(value)
+        except Exception as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _references(self) -> "Settings":
+        _unique("pbxes", [p.id for p in self.pbxes])
+        _unique("departments", [d.id for d in self.departments])
+        _unique("agents", [a.id for a in self.agents])
+        _unique("posts", [p.id for p in self.posts])
+        departments = {d.id for d in self.departments}
+        agents = {a.id for a in self.agents}
+        pbxes = {p.id for p in self.pbxes} | {"*"}
+        for i, d in enumerate(self.departments):
+            for j, q in enumerate(d.queues):
+                if q.pbx not in pbxes:
+                    raise ValueError(f"departments[{i}].queues[{j}].pbx: unknown PBX {q.pbx!r}")
+        for i, p in enumerate(self.posts):
+            if p.department not in departments:
+                raise ValueError(f"posts[{i}].department: unknown department {p.department!r}")
+            for role in ("a", "b"):
+                if getattr(p, role) not in agents:
+                    raise ValueError(f"posts[{i}].{role}: unknown agent {getattr(p, role)!r}")
+        if self.service_office and self.service_office not in departments:
+            raise ValueError(f"service_office: unknown department {self.service_office!r}")
+        return self
+
+    def directory(self) -> Directory:
+        d = Directory()
+        for dept in self.departments:
+            d.department_names[dept.id] = dept.name
+            d.department_queues[dept.id] = [(q.pbx, q.name) for q in dept.queues]
+            for q in dept.queues:
+                d.queue_department[(q.pbx, q.name)] = dept.id
+            for number in dept.hotlines:
+                d.hotline_department[number] = dept.id
+        for agent in self.agents:
+            d.agent_names[agent.id] = agent.name
+            for interface in agent.interfaces:
+                d.interface_agent[interface] = agent.id
+            for name in agent.member_names:
+                d.member_agent[name] = agent.id
+        return d
+
+    def hotline_contexts(self) -> dict[str, frozenset[str]]:
+        contexts = {p.id: frozenset(p.hotline_contexts) for p in self.pbxes}
+        contexts["*"] = frozenset(c for p in self.pbxes for c in p.hotline_contexts) or frozenset({"hotline"})
+        return contexts
+
+    def hours_of(self, department: str | None) -> list[Window]:
+        for d in self.departments:
+            if d.id == department and d.business_hours:
+                return d.business_hours
+        return self.business_hours
+
+
+def _unique(where: str, ids: list[str]) -> None:
+    seen = set()
+    for i, value in enumerate(ids):
+        if value in seen:
+            raise ValueError(f"{where}[{i}].id: duplicate id {value!r}")
+        seen.add(value)
+
+
+def _expand(value: Any, path: str, origin: str) -> Any:
+    if isinstance(value, dict):
+        return {k: _expand(v, f"{path}.{k}" if path else str(k), origin) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, f"{path}[{i}]", origin) for i, v in enumerate(value)]
+    if isinstance(value, str) and "${" in value:
+        def sub(match: re.Match) -> str:
+            name, default = match.group(1), match.group(2)
+            if name not in os.environ:
+                if default is not None:
+                    return default
+                raise ConfigError(f"{origin}: {path}: environment variable {name} is not set")
+            return os.environ[name]
+        return _ENV.sub(sub, value)
+    return value
+
+
+def load_settings(directory: str | os.PathLike) -> Settings:
+    root = Path(directory)
+    if not root.is_dir():
+        raise ConfigError(f"{root}: configuration directory not found")
+    files = sorted(list(root.glob("*.yaml")) + list(root.glob("*.yml")))
+    if not files:
+        raise ConfigError(f"{root}: no *.yaml configuration file")
+    merged: dict[str, Any] = {}
+    origin: dict[str, Path] = {}
+    for path in files:
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not UTF-8 text") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of keys")
+        for key, value in data.items():
+            if key in merged:
+                raise ConfigError(f"{path}: {key}: already set in {origin[key]}")
+            merged[key] = _expand(value, str(key), str(path))
+            origin[key] = path
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, origin, root)) from None
+
+
+def _describe(exc: ValidationError, origin: dict[str, Path], root: Path) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = err["loc"]
+        path = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc).replace(".[", "[")
+        message = err["msg"].removeprefix("Value error, ")
+        if not loc and ": " in message:   # cross-reference errors carry their own key path
+            path, message = message.split(": ", 1)
+        top = str(loc[0]) if loc else path.split(".")[0].split("[")[0]
+        file = origin.get(top, root)
+        lines.append(f"{file}: {path or '(top level)'}: {message}")
+    return "\n".join(lines)

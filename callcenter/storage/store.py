@@ -1,0 +1,165 @@
+"""The Store: one async engine; writes completed calls and sessions, reads them back.
+
+Writes are idempotent (the call's PBX and caller-leg Uniqueid are its key; a session's PBX,
+interface, queue, kind and start are its key), so a restart or a second delivery never
+duplicates a record.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from ..domain.presence import AgentSession
+from ..domain.records import CallRecord, Outcome, Stint, StintEnd
+from . import tables as t
+
+log = logging.getLogger(__name__)
+MIGRATIONS = Path(__file__).parent / "migrations"
+DEFAULT_URL = "sqlite:///callcenter.db"
+
+
+def async_url(url: str) -> str:
+    """Accept plain URLs (sqlite:///x.db, postgresql://...) and pick the async driver."""
+    if url.startswith("sqlite://") and "+" not in url.split("://")[0]:
+        return "sqlite+aiosqlite://" + url[len("sqlite://"):]
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix):]
+    return url
+
+
+class Store:
+    def __init__(self, url: str = DEFAULT_URL):
+        self.url = async_url(url)
+        self.engine: AsyncEngine = create_async_engine(self.url)
+        self.dialect = self.engine.dialect.name
+        if self.dialect == "sqlite":
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+
+    async def migrate(self) -> None:
+        def upgrade(connection) -> None:
+            cfg = Config()
+            cfg.set_main_option("script_location", str(MIGRATIONS))
+            cfg.attributes["connection"] = connection
+            command.upgrade(cfg, "head")
+        async with self.engine.begin() as conn:
+            await conn.run_sync(upgrade)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    def _insert(self, table):
+        dialect = postgresql if self.dialect == "postgresql" else sqlite
+        return dialect.insert(table)
+
+    # --- writes -------------------------------------------------------------------------------
+
+    async def save_calls(self, records: list[CallRecord]) -> int:
+        """Commit completed calls; returns how many were new."""
+        if not records:
+            return 0
+        now = datetime.now(timezone.utc)
+        call_rows, stint_rows = [], []
+        for r in records:
+            call_rows.append({
+                "pbx": r.pbx, "id": r.id, "linkedid": r.linkedid, "caller_num": r.caller_num,
+                "caller_name": r.caller_name, "hotline": r.hotline, "department": r.department,
+                "started_at": r.started_at, "ended_at": r.ended_at, "outcome": r.outcome.value,
+                "ivr_choice": r.ivr_choice, "ivr_queue": r.ivr_queue, "after_hours": r.after_hours,
+                "reconciled": r.reconciled, "recorded_at": now,
+            })
+            for seq, s in enumerate(r.stints):
+                stint_rows.append({
+                    "pbx": r.pbx, "call_id": r.id, "seq": seq, "queue": s.queue, "department": s.department,
+                    "entered_at": s.entered_at, "left_at": s.left_at, "answered_at": s.answered_at,
+                    "end": (s.end or StintEnd.UNKNOWN).value, "agent": s.agent, "member_name": s.member_name,
+                    "interface": s.interface, "talk_seconds": s.talk_seconds, "completed_by": s.completed_by,
+                    "transferred": s.transferred, "rings": s.rings, "no_answers": "\n".join(s.no_answers),
+                })
+        async with self.engine.begin() as conn:
+            existing = set()
+            keys = [(r.pbx, r.id) for r in records]
+            for pbx in {k[0] for k in keys}:
+                ids = [k[1] for k in keys if k[0] == pbx]
+                for chunk in range(0, len(ids), 500):
+                    rows = await conn.execute(select(t.calls.c.id).where(
+                        t.calls.c.pbx == pbx, t.calls.c.id.in_(ids[chunk:chunk + 500])))
+                    existing.update((pbx, row[0]) for row in rows)
+            new_calls = [c for c in call_rows if (c["pbx"], c["id"]) not in existing]
+            if not new_calls:
+                return 0
+            new_stints = [s for s in stint_rows if (s["pbx"], s["call_id"]) not in existing]
+            await conn.execute(self._insert(t.calls).on_conflict_do_nothing(), new_calls)
+            if new_stints:
+                await conn.execute(self._insert(t.stints).on_conflict_do_nothing(), new_stints)
+        return len(new_calls)
+
+    async def save_sessions(self, sessions: list[AgentSession]) -> None:
+        if not sessions:
+            return
+        rows = [{
+            "pbx": s.pbx, "agent": s.agent, "interface": s.interface, "member_name": s.member_name,
+            "queue": s.queue, "kind": s.kind, "reason": s.reason, "started_at": s.started_at,
+            "ended_at": s.ended_at, "reconciled": s.reconciled,
+        } for s in sessions]
+        async with self.engine.begin() as conn:
+            await conn.execute(self._insert(t.agent_sessions).on_conflict_do_nothing(), rows)
+
+    # --- reads --------------------------------------------------------------------------------
+
+    async def calls_between(self, start: datetime, end: datetime) -> list[CallRecord]:
+        """Calls that started in [start, end), oldest first, with their stints."""
+        async with self.engine.connect() as conn:
+            call_rows = (await conn.execute(
+                select(t.calls).where(t.calls.c.started_at >= start, t.calls.c.started_at < end)
+                .order_by(t.calls.c.started_at, t.calls.c.id))).mappings().all()
+            stint_rows = (await conn.execute(
+                select(t.stints).join(t.calls, (t.calls.c.pbx == t.stints.c.pbx) & (t.calls.c.id == t.stints.c.call_id))
+                .where(t.calls.c.started_at >= start, t.calls.c.started_at < end)
+                .order_by(t.stints.c.seq))).mappings().all()
+        by_call: dict[tuple[str, str], list[Stint]] = {}
+        for s in stint_rows:
+            by_call.setdefault((s["pbx"], s["call_id"]), []).append(Stint(
+                queue=s["queue"], department=s["department"], entered_at=s["entered_at"],
+                left_at=s["left_at"], answered_at=s["answered_at"], end=StintEnd(s["end"]),
+                agent=s["agent"], member_name=s["member_name"], interface=s["interface"],
+                talk_seconds=s["talk_seconds"], completed_by=s["completed_by"],
+                transferred=s["transferred"], rings=s["rings"],
+                no_answers=[n for n in s["no_answers"].split("\n") if n]))
+        return [CallRecord(
+            pbx=c["pbx"], id=c["id"], linkedid=c["linkedid"], caller_num=c["caller_num"],
+            caller_name=c["caller_name"], hotline=c["hotline"], department=c["department"],
+            started_at=c["started_at"], ended_at=c["ended_at"], outcome=Outcome(c["outcome"]),
+            ivr_choice=c["ivr_choice"], ivr_queue=c["ivr_queue"], after_hours=c["after_hours"],
+            reconciled=c["reconciled"], stints=by_call.get((c["pbx"], c["id"]), []),
+        ) for c in call_rows]
+
+    async def sessions_between(self, start: datetime, end: datetime) -> list[AgentSession]:
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(
+                select(t.agent_sessions).where(t.agent_sessions.c.ended_at >= start,
+                                               t.agent_sessions.c.started_at < end)
+                .order_by(t.agent_sessions.c.started_at))).mappings().all()
+        return [AgentSession(r["pbx"], r["agent"], r["interface"], r["member_name"], r["queue"], r["kind"],
+                             r["reason"], r["started_at"], r["ended_at"], r["reconciled"]) for r in rows]
+
+    async def count_calls(self) -> int:
+        from sqlalchemy import func
+        async with self.engine.connect() as conn:
+            return (await conn.execute(select(func.count()).select_from(t.calls))).scalar_one()
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()

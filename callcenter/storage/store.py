@@ -7,7 +7,7 @@ duplicates a record.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 from alembic import command
@@ -16,6 +16,7 @@ from sqlalchemy import event, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from ..clock import SystemClock
 from ..domain.presence import AgentSession
 from ..domain.records import CallRecord, Outcome, Stint, StintEnd
 from . import tables as t
@@ -36,7 +37,8 @@ def async_url(url: str) -> str:
 
 
 class Store:
-    def __init__(self, url: str = DEFAULT_URL):
+    def __init__(self, url: str = DEFAULT_URL, clock=None):
+        self.clock = clock or SystemClock()
         self.url = async_url(url)
         self.engine: AsyncEngine = create_async_engine(self.url)
         self.dialect = self.engine.dialect.name
@@ -65,7 +67,7 @@ class Store:
         """Commit completed calls; returns how many were new."""
         if not records:
             return 0
-        now = datetime.now(timezone.utc)
+        now = self.clock.now()
         call_rows, stint_rows = [], []
         for r in records:
             call_rows.append({

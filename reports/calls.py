@@ -6,6 +6,8 @@ from zoneinfo import ZoneInfo
 from callcenter.domain.directory import Directory
 from callcenter.domain.records import CallRecord
 
+from .text import grid
+
 OUTCOME_ZH = {"answered": "已接通", "transferred": "已转接", "abandoned": "排队放弃", "abandoned_ivr": "IVR挂机",
               "timed_out": "排队超时", "no_agent": "无人值守", "after_hours": "非工作时间", "unknown": "未知"}
 
@@ -34,12 +36,15 @@ def call_to_dict(record: CallRecord, tz: ZoneInfo, directory: Directory) -> dict
 
 
 def render_table(calls: list[dict]) -> str:
-    lines = ["时间      来电号码      主叫姓名        热线      结果      队列/坐席/等待/通话"]
+    def seconds(value):
+        return "—" if value is None else f"{value:g}s"
+    rows = []
     for c in calls:
-        stints = "; ".join(
-            f"{s['queue']}/{s['agent_name'] or s['member_name'] or '—'}/{s['wait_seconds']}s/"
-            f"{'' if s['talk_seconds'] is None else s['talk_seconds']}s {s['end']}" for s in c["stints"])
-        lines.append(f"{c['started_at'][11:19]}  {c['caller_num']:<12}  {c['caller_name'][:12]:<14}  "
-                     f"{c['hotline']:<8}  {OUTCOME_ZH.get(c['outcome'], c['outcome']):<6}  {stints}")
+        stints = "；".join(
+            f"{s['queue']} {s['agent_name'] or s['member_name'] or '—'} 等待{seconds(s['wait_seconds'])} "
+            f"通话{seconds(s['talk_seconds'])}" for s in c["stints"]) or "—"
+        rows.append([c["started_at"][11:19], c["caller_num"] or "（未显示）", c["caller_name"] or "—",
+                     c["hotline"], OUTCOME_ZH.get(c["outcome"], c["outcome"]), stints])
+    lines = grid(["时间", "来电号码", "主叫姓名", "热线", "结果", "队列 坐席 等待 通话"], rows)
     lines.append(f"共 {len(calls)} 通")
     return "\n".join(lines)

@@ -15,6 +15,8 @@ from callcenter.domain.records import CallRecord
 from callcenter.settings import Settings
 from callcenter.workdays import is_workday
 
+from .text import grid
+
 
 def day_bounds(day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
     start = datetime.combine(day, time(0), tz)
@@ -87,23 +89,11 @@ def render_table(report: dict) -> str:
     header = ["部门"] + [title for _, title in COLUMNS]
     rows = [row(d["name"], d) for d in report["departments"]]
     rows.append(row("合计", report["totals"]))
-    lines += _grid(header, rows)
+    lines += grid(header, rows)
     lines += ["", "按队列"]
     qrows = [row(f"{q['queue']}（{q['department_name'] or '未配置'}）", q) for q in report["queues"]]
-    lines += _grid(["队列"] + [title for _, title in COLUMNS], qrows)
+    lines += grid(["队列"] + [title for _, title in COLUMNS], qrows)
     if report["unmapped_queues"]:
         lines += ["", "未配置的队列：" + "、".join(report["unmapped_queues"])]
     lines += ["", "口径：接通率 = " + report["definitions"]["connect_rate"]]
     return "\n".join(lines)
-
-
-def _width(text: str) -> int:
-    return sum(2 if ord(ch) > 0x2E80 else 1 for ch in text)
-
-
-def _grid(header: list[str], rows: list[list[str]]) -> list[str]:
-    widths = [max(_width(r[i]) for r in [header] + rows) for i in range(len(header))]
-
-    def fmt(r):
-        return "  ".join(c + " " * (w - _width(c)) for c, w in zip(r, widths)).rstrip()
-    return [fmt(header), "  ".join("-" * w for w in widths)] + [fmt(r) for r in rows]

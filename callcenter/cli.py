@@ -97,34 +97,34 @@ async def _report_daily(settings: Settings, args) -> str:
     store = Store(args.db)
     try:
         await store.migrate()
-        records = await store.calls_between(*daily.day_bounds(day, tz))
+        bounds = daily.day_bounds(day, tz)
+        records = await store.calls_between(*bounds)
+        tasks = await store.task_facts(*bounds)
     finally:
         await store.close()
-    report = daily.build(day, records, settings)
+    report = daily.build(day, records, settings, tasks, store.clock.now())
     return json.dumps(report, ensure_ascii=False, indent=2) if args.format == "json" else daily.render_table(report)
 
 
 async def _serve(settings: Settings, args) -> None:
-    from .service import Service
+    from .bootstrap import build
     if not settings.pbxes:
         raise ConfigError(f"{args.config}: pbxes: no PBX configured; `serve` needs at least one")
-    store = Store(args.db)
-    service = Service(settings, store)
+    app = build(settings, args.db)
     for endpoint in settings.pbxes:
         if not endpoint.secret.get_secret_value():
             raise ConfigError(f"{args.config}: pbxes[{endpoint.id}].secret: empty")
-        service.add_pbx(endpoint)
+        app.service.add_pbx(endpoint)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await service.start()
+    await app.start()
     log.info("serving %d PBX(es); Ctrl-C to stop", len(settings.pbxes))
     try:
         await stop.wait()
     finally:
-        await service.stop()
-        await store.close()
+        await app.stop()
 
 
 async def _replay(settings: Settings, args) -> str:

@@ -13,9 +13,9 @@ from datetime import datetime, timedelta
 
 from .ami.client import Endpoint
 from .ami.server import AmiServer, load_trace
+from .bootstrap import build
 from .service import Service
 from .settings import Settings
-from .storage.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +43,12 @@ async def wait_for_stream(service: Service, server: AmiServer, client, timeout: 
 
 async def replay(settings: Settings, db_url: str, files: list[str], at: datetime,
                  speed: float | None = None, pbx: str | None = None) -> ReplaySummary:
-    store = Store(db_url)
-    service = Service(settings, store)
+    app = build(settings, db_url)
+    service = app.service
     pbx_id = pbx or (settings.pbxes[0].id if settings.pbxes else "pbx1")
     loop = asyncio.get_running_loop()
     started = loop.time()
-    await service.start()
+    await app.start()
     events = 0
     try:
         for path in files:
@@ -70,6 +70,5 @@ async def replay(settings: Settings, db_url: str, files: list[str], at: datetime
         if open_calls:
             log.warning("%d calls were still open when the stream ended", open_calls)
     finally:
-        await service.stop()
-        await store.close()
+        await app.stop()
     return ReplaySummary(len(files), events, service.calls_committed, open_calls, loop.time() - started)

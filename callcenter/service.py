@@ -40,6 +40,7 @@ class Service:
         self.clients: dict[str, AmiClient] = {}
         self.listeners: list[EventListener] = []
         self.commit_listeners: list[CommitListener] = []
+        self.trackers: list[tuple[object, list, Callable[[list], Awaitable[None]]]] = []
         self.unsaved_calls: list[CallRecord] = []
         self.unsaved_sessions: list[AgentSession] = []
         self.messages_processed = 0
@@ -57,6 +58,10 @@ class Service:
 
     def on_calls_committed(self, listener: CommitListener) -> None:
         self.commit_listeners.append(listener)
+
+    def add_tracker(self, tracker, persist: Callable[[list], Awaitable[None]]) -> None:
+        """Another pure tracker fed in order; its results are persisted after the calls commit."""
+        self.trackers.append((tracker, [], persist))
 
     def sink(self, pbx: str, items: list, received: datetime) -> None:
         self._idle.clear()
@@ -139,6 +144,8 @@ class Service:
         try:
             records.extend(self.calls.feed(event))
             sessions.extend(self.presence.feed(event))
+            for tracker, results, _ in self.trackers:
+                results.extend(tracker.feed(event))
         except Exception:
             self.handler_errors += 1
             log.exception("call tracking failed on %r", event)
@@ -150,6 +157,18 @@ class Service:
                 log.exception("event listener %r failed on %r", listener, event)
 
     async def _flush(self) -> None:
+        await self._flush_records()
+        for _, results, persist in self.trackers:
+            if results:
+                batch = results[:]
+                results.clear()
+                try:
+                    await persist(batch)
+                except Exception:
+                    self.handler_errors += 1
+                    log.exception("persisting %d results of %r failed", len(batch), persist)
+
+    async def _flush_records(self) -> None:
         if not self.unsaved_calls and not self.unsaved_sessions:
             return
         calls, sessions = self.unsaved_calls, self.unsaved_sessions

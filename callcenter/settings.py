@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import time
+from datetime import date, time
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,61 @@ class Thresholds(Strict):
     short_abandon_seconds: float = Field(5, ge=0)
     service_level_seconds: list[float] = Field(default_factory=lambda: [15, 60])
     exclude_short_abandons: bool = False   # from the connect-rate denominator
+
+
+class CallbackSettings(Strict):
+    context: str = "callback"             # dialplan context that dials the caller
+    dial_prefix: str = ""                 # prepended to the caller's number (e.g. "0" for an outside line)
+    ring_timeout: float = Field(30, gt=0) # seconds the agent's phone rings before the attempt fails
+
+
+class FollowUpSettings(Strict):
+    contact_workdays: int = Field(1, ge=0)          # first contact deadline ("1515": 1 workday)
+    short_abandons_create_tasks: bool = True        # flagged either way
+    withheld_create_tasks: bool = False             # withheld numbers cannot be called back
+    max_attempts: int = Field(3, ge=1)              # callback attempts before "unreachable" may be recorded
+    retry_spacing_minutes: float = Field(30, ge=0)  # business minutes between attempts
+    warn_before_minutes: float = Field(120, ge=0)   # warn the assignee this long before the deadline
+    check_interval_seconds: float = Field(60, gt=0) # how often deadlines are checked
+    acknowledge_callers_by_sms: bool = False        # SMS the caller: missed call noted, reply by deadline
+    callback: CallbackSettings = Field(default_factory=CallbackSettings)
+
+
+class TwilioSettings(Strict):
+    account_sid: str = ""
+    auth_token: SecretStr = SecretStr("")
+    from_number: str = ""                          # the SMS sender, E.164
+    base_url: str | None = None                    # override https://api.twilio.com (tests, proxies)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.account_sid and self.auth_token.get_secret_value() and self.from_number)
+
+
+class SmtpSettings(Strict):
+    host: str = ""
+    port: int = Field(25, ge=1, le=65535)
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    sender: str = ""
+    starttls: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.host and self.sender)
+
+
+class NotifySettings(Strict):
+    sms: TwilioSettings = Field(default_factory=TwilioSettings)
+    email: SmtpSettings = Field(default_factory=SmtpSettings)
+    warning_channels: list[str] = Field(default_factory=lambda: ["panel", "sms"])      # to the assignee
+    escalation_channels: list[str] = Field(default_factory=lambda: ["panel", "sms", "email"])  # to the head
+
+
+class WebSettings(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    allowed_origins: list[str] = Field(default_factory=list)   # for WebSocket Origin checks
 
 
 class PbxEndpoint(Strict):
@@ -103,6 +158,7 @@ class Agent(Strict):
     interfaces: list[str] = Field(min_length=1)
     member_names: list[str] = Field(default_factory=list)
     phone: str | None = None
+    email: str | None = None
 
 
 class Post(Strict):
@@ -110,6 +166,41 @@ class Post(Strict):
     department: str
     a: str
     b: str
+
+
+class YearSchedule(Strict):
+    """One year's official schedule (State Council notice): days off and make-up workdays."""
+    holidays: list[date] = Field(min_length=1)
+    workdays: list[date] = Field(default_factory=list)
+
+
+class CalendarSettings(Strict):
+    """Overrides of the statutory calendar (docs/calendar.md). ``years``: a whole year's list,
+    which makes that year covered; ``extra_*``: single days changed on top of everything."""
+    extra_holidays: list[date] = Field(default_factory=list)
+    extra_workdays: list[date] = Field(default_factory=list)
+    years: dict[int, YearSchedule] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "CalendarSettings":
+        off = {d: f"extra_holidays[{i}]" for i, d in enumerate(self.extra_holidays)}
+        for i, d in enumerate(self.extra_workdays):
+            if d in off:
+                raise ValueError(f"extra_workdays[{i}]: {d} is also listed in {off[d]}")
+        for year, schedule in self.years.items():
+            listed: dict[date, str] = {}
+            for kind in ("holidays", "workdays"):
+                for i, d in enumerate(getattr(schedule, kind)):
+                    key = f"years[{year}].{kind}[{i}]"
+                    if d.year != year:
+                        raise ValueError(f"{key}: {d} is not in {year}")
+                    if d in listed:
+                        raise ValueError(f"{key}: {d} is also listed in {listed[d]}")
+                    listed[d] = key
+                    other = "extra_workdays" if kind == "holidays" else "extra_holidays"
+                    if d in getattr(self, other):
+                        raise ValueError(f"{key}: {d} contradicts {other}")
+        return self
 
 
 class Settings(Strict):
@@ -122,6 +213,10 @@ class Settings(Strict):
     departments: list[Department] = Field(default_factory=list)
     agents: list[Agent] = Field(default_factory=list)
     posts: list[Post] = Field(default_factory=list)
+    calendar: CalendarSettings = Field(default_factory=CalendarSettings)
+    followup: FollowUpSettings = Field(default_factory=FollowUpSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
+    web: WebSettings = Field(default_factory=WebSettings)
 
     @field_validator("timezone")
     @classmethod

@@ -9,11 +9,10 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from callcenter.domain.directory import Directory
-from callcenter.domain.hours import BusinessHours
-from callcenter.domain.metrics import Figures, MetricSettings, daily_figures
+from callcenter.domain.metrics import Figures, MetricSettings, TaskFact, TaskFigures, daily_figures, task_figures
 from callcenter.domain.records import CallRecord
 from callcenter.settings import Settings
-from callcenter.workdays import is_workday
+from callcenter.workdays import build_calendar
 
 from .text import grid
 
@@ -29,31 +28,48 @@ def metric_settings(settings: Settings) -> MetricSettings:
 
 
 def opening_hours(settings: Settings):
-    tz = ZoneInfo(settings.timezone)
-    cache: dict[str | None, BusinessHours] = {}
+    calendar = build_calendar(settings)
+    cache: dict[str | None, tuple] = {}
 
     def is_open(department: str | None, at: datetime) -> bool:
         if department not in cache:
-            cache[department] = BusinessHours(
-                tuple((w.start, w.end) for w in settings.hours_of(department)), tz)
-        return cache[department].is_open(at, is_workday)
+            cache[department] = tuple((w.start, w.end) for w in settings.hours_of(department))
+        return calendar.within_business_hours(at, cache[department])
     return is_open
 
 
-def build(day: date, records: list[CallRecord], settings: Settings) -> dict:
+def build(day: date, records: list[CallRecord], settings: Settings,
+          tasks: list[TaskFact] | None = None, now: datetime | None = None) -> dict:
+    """The report for one day. `tasks` (follow-up tasks created or closed that day) and `now`
+    (to judge overdue tasks) add the follow-up figures."""
     directory: Directory = settings.directory()
+    tz = ZoneInfo(settings.timezone)
     ms = metric_settings(settings)
     figures = daily_figures(records, directory, opening_hours(settings), ms)
+    start, end = day_bounds(day, tz)
+    by_task = task_figures(tasks or [], start, end, now or end)
+    keys = {(pbx, queue): figures.queue_department[(pbx, queue)] for pbx, queue in figures.queues}
+    for pbx, queue, department in by_task:
+        keys.setdefault((pbx, queue or f"department:{department}"), department)
     queues = []
-    by_department: dict[str, Figures] = {}
-    for (pbx, queue), f in sorted(figures.queues.items()):
-        department = figures.queue_department[(pbx, queue)]
+    by_department: dict[str, tuple[Figures, TaskFigures]] = {}
+    all_tasks = TaskFigures()
+    for (pbx, queue), department in sorted(keys.items()):
+        f = figures.queues.get((pbx, queue), Figures())
+        tf = TaskFigures()
+        for (t_pbx, t_queue, t_dept), value in by_task.items():
+            if t_pbx == pbx and (t_queue or f"department:{t_dept}") == queue:
+                tf.add(value)
+        all_tasks.add(tf)
         queues.append({"queue": queue, "pbx": pbx, "department": department,
-                       "department_name": directory.department_names.get(department), **f.as_dict(ms)})
+                       "department_name": directory.department_names.get(department),
+                       **f.as_dict(ms), **tf.as_dict()})
         if department is not None:
-            by_department.setdefault(department, Figures()).add(f)
-    departments = [{"department": d, "name": directory.department_names.get(d, d), **f.as_dict(ms)}
-                   for d, f in sorted(by_department.items())]
+            dept_f, dept_t = by_department.setdefault(department, (Figures(), TaskFigures()))
+            dept_f.add(f)
+            dept_t.add(tf)
+    departments = [{"department": d, "name": directory.department_names.get(d, d), **f.as_dict(ms), **tf.as_dict()}
+                   for d, (f, tf) in sorted(by_department.items())]
     return {
         "date": day.isoformat(),
         "timezone": settings.timezone,
@@ -64,11 +80,16 @@ def build(day: date, records: list[CallRecord], settings: Settings) -> dict:
             "service_level": "answered within N s / connect-rate denominator, N = "
                              + ", ".join(f"{s:g}" for s in ms.service_level_seconds),
             "totals": "each call once, by its last stint",
+            "tasks_created": "follow-up tasks whose first missed call was this day",
+            "tasks_contacted_in_time_rate": "tasks_contacted_in_time / tasks_created (caller reached by the deadline, "
+                                            f"{settings.followup.contact_workdays} workday(s))",
+            "tasks_overdue": "tasks created this day, past their deadline without contact at report time",
+            "tasks_closed": "tasks closed this day, by outcome",
         },
         "departments": departments,
         "queues": queues,
         "unmapped_queues": [q["queue"] for q in queues if q["department"] is None],
-        "totals": figures.totals.as_dict(ms),
+        "totals": {**figures.totals.as_dict(ms), **all_tasks.as_dict()},
     }
 
 

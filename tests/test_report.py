@@ -107,3 +107,23 @@ def test_cli_report_and_calls_list(tmp_path):
     assert call["id"] == "1795347569.207" and call["outcome"] == "transferred"
     assert [s["agent_name"] for s in call["stints"]] == ["张伟", "陈静"]
     assert call["started_at"].endswith("+08:00")
+
+
+async def test_report_gains_follow_up_figures(settings, db_url):
+    await replay(settings, db_url, [str(TRACES / n) for n in ("abandon.jsonl", "callback.jsonl", "nobody.jsonl")],
+                 MONDAY_10)
+    store = Store(db_url)
+    bounds = daily.day_bounds(MONDAY_10.date(), SHANGHAI)
+    records, facts = await store.calls_between(*bounds), await store.task_facts(*bounds)
+    await store.close()
+    # judged two days later: the deadline (Tuesday 16:30) has passed for the tasks nobody reached
+    report = daily.build(MONDAY_10.date(), records, settings, facts, MONDAY_10 + timedelta(days=2))
+    [edu] = [q for q in report["queues"] if q["queue"] == "q-edu"]
+    assert edu["tasks_created"] == 3                     # two abandons and one timeout
+    assert edu["tasks_contacted_in_time"] == 1           # the answered callback
+    assert edu["tasks_contacted_in_time_rate"] == round(1 / 3, 4)
+    assert edu["tasks_overdue"] == 2
+    assert edu["tasks_closed"] == {"callback_completed": 1}
+    [dept] = [d for d in report["departments"] if d["department"] == "edu"]
+    assert (dept["tasks_created"], dept["tasks_overdue"]) == (3, 2)
+    assert report["totals"]["tasks_created"] == 3

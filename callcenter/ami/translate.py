@@ -115,6 +115,16 @@ def _device_state(pbx, at, m):
     return ev.DeviceStateChanged(pbx, at, m.get("Device", ""), m.get("State", ""))
 
 
+def _originate_response(pbx, at, m):
+    return ev.OriginateResult(pbx, at, m.get("ActionID", ""), m.get("Response") == "Success", m.get("Reason", ""),
+                              m.get("Uniqueid", ""), m.get("Channel", ""), m.get("Context", ""), m.get("Exten", ""))
+
+
+def _dial_end(pbx, at, m):
+    return ev.DialEnded(pbx, at, m.get("Uniqueid", ""), m.get("Linkedid", ""), m.get("DestUniqueid", ""),
+                        m.get("DestLinkedid", ""), m.get("DialStatus", ""))
+
+
 TRANSLATORS: dict[str, Callable[[str, datetime, Message], ev.Event | None]] = {
     "Newchannel": _newchannel,
     "NewCallerid": _newcallerid,
@@ -134,6 +144,8 @@ TRANSLATORS: dict[str, Callable[[str, datetime, Message], ev.Event | None]] = {
     "QueueMemberPaused": lambda p, a, m: member_state(ev.MemberPauseChanged, p, a, m),
     "QueueMemberRemoved": _member_removed,
     "DeviceStateChange": _device_state,
+    "OriginateResponse": _originate_response,
+    "DialEnd": _dial_end,
 }
 
 

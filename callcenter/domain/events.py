@@ -201,3 +201,26 @@ class Resynced(Event):
     """The live picture after (re)login: channels that still exist and queue members."""
     live_channels: frozenset[str]
     members: tuple[MemberState, ...] = field(default=())
+
+
+# --- outbound (callbacks) -------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class OriginateResult(Event):
+    """The result of an asynchronous Originate: the first leg (the agent's phone) answered or not."""
+    action_id: str
+    success: bool
+    reason: str                 # Asterisk's originate reason: 0 failed, 1 hung up, 3 no answer, 4 answered, 5 busy, 8 congestion
+    uniqueid: str
+    channel: str
+    context: str
+    exten: str
+
+
+@dataclass(frozen=True, slots=True)
+class DialEnded(Event):
+    uniqueid: str               # the dialling channel ("" for an Originate's own dial)
+    linkedid: str
+    dest_uniqueid: str
+    dest_linkedid: str
+    status: str                 # ANSWER, NOANSWER, BUSY, CONGESTION, CHANUNAVAIL, CANCEL

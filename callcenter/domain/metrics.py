@@ -127,3 +127,56 @@ def daily_figures(records: list[CallRecord], directory: Directory,
                 counted_last = True
         assert counted_last
     return DailyFigures(queues, departments, totals)
+
+
+# --- follow-up tasks ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TaskFact:
+    pbx: str
+    queue: str | None
+    department: str
+    first_missed_at: datetime
+    deadline: datetime
+    contacted_at: datetime | None
+    closed_at: datetime | None
+    closure: str | None
+
+
+@dataclass
+class TaskFigures:
+    created: int = 0
+    contacted_in_time: int = 0
+    overdue: int = 0
+    closures: dict[str, int] = field(default_factory=dict)
+
+    def add(self, other: "TaskFigures") -> None:
+        self.created += other.created
+        self.contacted_in_time += other.contacted_in_time
+        self.overdue += other.overdue
+        for key, value in other.closures.items():
+            self.closures[key] = self.closures.get(key, 0) + value
+
+    def as_dict(self) -> dict:
+        return {"tasks_created": self.created, "tasks_contacted_in_time": self.contacted_in_time,
+                "tasks_contacted_in_time_rate": _rate(self.contacted_in_time, self.created),
+                "tasks_overdue": self.overdue, "tasks_closed": dict(sorted(self.closures.items()))}
+
+
+def task_figures(facts: list[TaskFact], start: datetime, end: datetime, now: datetime
+                 ) -> dict[tuple[str, str | None, str], TaskFigures]:
+    """Per (pbx, queue, department): tasks created in [start, end) (first missed call that day),
+    how many reached the caller by their deadline, how many are past it without contact as of
+    `now`, and closures in [start, end) by outcome."""
+    out: dict[tuple[str, str | None, str], TaskFigures] = {}
+    for f in facts:
+        figures = out.setdefault((f.pbx, f.queue, f.department), TaskFigures())
+        if start <= f.first_missed_at < end:
+            figures.created += 1
+            if f.contacted_at is not None and f.contacted_at <= f.deadline:
+                figures.contacted_in_time += 1
+            elif f.deadline < now and (f.contacted_at is None or f.contacted_at > f.deadline):
+                figures.overdue += 1
+        if f.closed_at is not None and f.closure and start <= f.closed_at < end:
+            figures.closures[f.closure] = figures.closures.get(f.closure, 0) + 1
+    return out

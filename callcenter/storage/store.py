@@ -17,6 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ..clock import SystemClock
+from ..domain.metrics import TaskFact
 from ..domain.presence import AgentSession
 from ..domain.records import CallRecord, Outcome, Stint, StintEnd
 from . import tables as t
@@ -118,23 +119,30 @@ class Store:
 
     async def calls_between(self, start: datetime, end: datetime) -> list[CallRecord]:
         """Calls that started in [start, end), oldest first, with their stints."""
-        async with self.engine.connect() as conn:
-            call_rows = (await conn.execute(
-                select(t.calls).where(t.calls.c.started_at >= start, t.calls.c.started_at < end)
-                .order_by(t.calls.c.started_at, t.calls.c.id))).mappings().all()
-            stint_rows = (await conn.execute(
-                select(t.stints).join(t.calls, (t.calls.c.pbx == t.stints.c.pbx) & (t.calls.c.id == t.stints.c.call_id))
-                .where(t.calls.c.started_at >= start, t.calls.c.started_at < end)
-                .order_by(t.stints.c.seq))).mappings().all()
+        return await self.calls_where((t.calls.c.started_at >= start) & (t.calls.c.started_at < end))
+
+    async def calls_where(self, condition, limit: int | None = None, conn=None) -> list[CallRecord]:
+        """Calls matching a condition on the calls table, oldest first, with their stints."""
+        query = select(t.calls).where(condition).order_by(t.calls.c.started_at, t.calls.c.id)
+        if limit:
+            query = query.limit(limit)
+        if conn is None:
+            async with self.engine.connect() as own:
+                return await self._load_calls(own, query)
+        return await self._load_calls(conn, query)
+
+    async def _load_calls(self, conn, query) -> list[CallRecord]:
+        call_rows = (await conn.execute(query)).mappings().all()
         by_call: dict[tuple[str, str], list[Stint]] = {}
-        for s in stint_rows:
-            by_call.setdefault((s["pbx"], s["call_id"]), []).append(Stint(
-                queue=s["queue"], department=s["department"], entered_at=s["entered_at"],
-                left_at=s["left_at"], answered_at=s["answered_at"], end=StintEnd(s["end"]),
-                agent=s["agent"], member_name=s["member_name"], interface=s["interface"],
-                talk_seconds=s["talk_seconds"], completed_by=s["completed_by"],
-                transferred=s["transferred"], rings=s["rings"],
-                no_answers=[n for n in s["no_answers"].split("\n") if n]))
+        keys = [(c["pbx"], c["id"]) for c in call_rows]
+        for pbx in {k[0] for k in keys}:
+            ids = [k[1] for k in keys if k[0] == pbx]
+            for chunk in range(0, len(ids), 500):
+                rows = (await conn.execute(select(t.stints).where(
+                    t.stints.c.pbx == pbx, t.stints.c.call_id.in_(ids[chunk:chunk + 500]))
+                    .order_by(t.stints.c.call_id, t.stints.c.seq))).mappings().all()
+                for s in rows:
+                    by_call.setdefault((s["pbx"], s["call_id"]), []).append(_stint(s))
         return [CallRecord(
             pbx=c["pbx"], id=c["id"], linkedid=c["linkedid"], caller_num=c["caller_num"],
             caller_name=c["caller_name"], hotline=c["hotline"], department=c["department"],
@@ -142,6 +150,16 @@ class Store:
             ivr_choice=c["ivr_choice"], ivr_queue=c["ivr_queue"], after_hours=c["after_hours"],
             reconciled=c["reconciled"], stints=by_call.get((c["pbx"], c["id"]), []),
         ) for c in call_rows]
+
+    async def task_facts(self, start: datetime, end: datetime) -> list[TaskFact]:
+        """Tasks first missed or closed in [start, end), for the daily report."""
+        c = t.tasks.c
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(c.pbx, c.queue, c.department, c.first_missed_at, c.deadline,
+                                              c.contacted_at, c.closed_at, c.closure).where(
+                ((c.first_missed_at >= start) & (c.first_missed_at < end))
+                | ((c.closed_at >= start) & (c.closed_at < end))))).all()
+        return [TaskFact(*row) for row in rows]
 
     async def sessions_between(self, start: datetime, end: datetime) -> list[AgentSession]:
         async with self.engine.connect() as conn:
@@ -156,6 +174,14 @@ class Store:
         from sqlalchemy import func
         async with self.engine.connect() as conn:
             return (await conn.execute(select(func.count()).select_from(t.calls))).scalar_one()
+
+
+def _stint(s) -> Stint:
+    return Stint(
+        queue=s["queue"], department=s["department"], entered_at=s["entered_at"], left_at=s["left_at"],
+        answered_at=s["answered_at"], end=StintEnd(s["end"]), agent=s["agent"], member_name=s["member_name"],
+        interface=s["interface"], talk_seconds=s["talk_seconds"], completed_by=s["completed_by"],
+        transferred=s["transferred"], rings=s["rings"], no_answers=[n for n in s["no_answers"].split("\n") if n])
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

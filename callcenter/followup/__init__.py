@@ -1,0 +1,3 @@
+"""Follow-up: turns committed unanswered calls into tasks (durably, restart-safe), closes them
+when the caller is reached, runs callbacks and the deadline checks. The rules themselves are
+pure (callcenter/domain/tasks.py); this package applies them to the database."""

@@ -1,0 +1,140 @@
+"""Callbacks: an agent calls a task's caller back from the service.
+
+`start` records the attempt first (its idempotency key is unique in the database), then sends
+one asynchronous Originate that rings the agent's interface and, once the agent answers, dials
+the caller through the configured outbound context and prefix. The key doubles as the AMI
+ActionID, so the PBX's `OriginateResponse` names the attempt; the AMI client never re-sends an
+Originate, and a second `start` for a pending attempt returns it instead of dialling again.
+`record` stores attempt results recognised from PBX events (callcenter/domain/callbacks.py) and
+moves the task on: an answered callback closes it; a caller who does not answer counts an
+attempt and schedules the next one within business hours.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from datetime import timedelta
+
+from sqlalchemy import func, insert, select, update
+
+from ..domain.callbacks import KEY_PREFIX, AttemptResult
+from ..domain.tasks import Closure
+from ..storage import tables as t
+from .service import FollowUp, TaskError
+
+log = logging.getLogger(__name__)
+
+
+class Callbacks:
+    def __init__(self, followup: FollowUp, clients: dict, settings):
+        self.followup = followup
+        self.store = followup.store
+        self.clients = clients                 # pbx id -> AmiClient (the service's)
+        self.settings = settings
+        self.cfg = settings.followup.callback
+        self.interfaces = {a.id: a.interfaces for a in settings.agents}
+        self.hotlines = {d.id: d.hotlines for d in settings.departments}
+
+    async def start(self, task_id: int, agent: str, by: str | None = None) -> dict:
+        task = await self.followup.get(task_id)
+        if task["status"] != "open":
+            raise TaskError(f"task {task_id} is closed", 409)
+        if agent not in self.interfaces:
+            raise TaskError(f"unknown agent {agent!r}")
+        if not task["caller_num"]:
+            raise TaskError("the caller's number was withheld; no callback possible", 409)
+        pending = [c for c in task["callbacks"] if c["result"] == "pending"]
+        if pending:
+            return pending[-1]                 # already dialling: never twice
+        pbx = self._pbx_of(task)
+        client = self.clients.get(pbx)
+        if client is None or not client.connected.is_set():
+            raise TaskError(f"PBX {pbx} is not connected", 503)
+        key = f"{KEY_PREFIX}{task_id}-{len(task['callbacks']) + 1}"
+        now = self.followup.clock.now()
+        async with self.store.engine.begin() as conn:
+            await conn.execute(insert(t.callback_attempts).values(
+                key=key, task_id=task_id, pbx=pbx, agent=agent, number=task["caller_num"],
+                requested_at=now, result="pending", reason_code=""))
+        hotline = (self.hotlines.get(task["department"]) or [""])[0]
+        fields = {
+            "Channel": self.interfaces[agent][0], "Context": self.cfg.context,
+            "Exten": f"{self.cfg.dial_prefix}{task['caller_num']}", "Priority": 1,
+            "CallerID": f'"{task["department_name"] or task["department"]}" <{hotline}>',
+            "Timeout": int(self.cfg.ring_timeout * 1000), "Async": "true",
+            "Variable": [f"CALLCENTER_TASK={task_id}", f"CALLCENTER_ATTEMPT={key}"],
+        }
+        try:
+            await client.originate(key, fields)
+        except Exception as exc:
+            log.warning("callback %s: Originate failed: %s", key, exc)
+            await self._finish(key, "failed", "", None, now, None)
+            raise TaskError(f"the PBX refused the callback: {exc}", 502) from None
+        return next(c for c in (await self.followup.get(task_id))["callbacks"] if c["key"] == key)
+
+    def _pbx_of(self, task: dict) -> str:
+        for event in reversed(task["history"]):
+            if event.get("pbx"):
+                return event["pbx"]
+        return next(iter(self.clients), "pbx1")
+
+    async def record(self, results: list[AttemptResult]) -> None:
+        for r in results:
+            try:
+                await self._record(r)
+            except Exception:
+                log.exception("cannot record callback attempt %s", r.key)
+
+    async def _record(self, r: AttemptResult) -> None:
+        number = r.number[len(self.cfg.dial_prefix):] if r.number.startswith(self.cfg.dial_prefix) else r.number
+        async with self.store.engine.begin() as conn:
+            row = (await conn.execute(select(t.callback_attempts).where(t.callback_attempts.c.key == r.key))).first()
+            if row is None:
+                # a callback we did not start (placed on the PBX): attach it to the caller's open task
+                task_id = (await conn.execute(select(t.tasks.c.id).where(
+                    t.tasks.c.caller_num == number, t.tasks.c.status == "open").order_by(t.tasks.c.deadline)
+                    .limit(1))).scalar()
+                await conn.execute(self.store._insert(t.callback_attempts).on_conflict_do_nothing(), [{
+                    "key": r.key, "task_id": task_id, "pbx": r.pbx,
+                    "agent": self.followup.directory.agent_of(_interface(r.channel, self.interfaces)),
+                    "number": number, "requested_at": r.started_at, "result": "pending", "reason_code": ""}])
+        await self._finish(r.key, r.result, r.reason_code, r.answered_at, r.ended_at, r.talk_seconds,
+                           failed_leg=r.failed_leg, uniqueid=r.uniqueid)
+
+    async def _finish(self, key, result, reason_code, answered_at, ended_at, talk, failed_leg="agent", uniqueid=""):
+        async with self.store.engine.begin() as conn:
+            row = (await conn.execute(select(t.callback_attempts).where(t.callback_attempts.c.key == key))).mappings().first()
+            if row is None or row["result"] != "pending":
+                return                                   # already recorded
+            await conn.execute(update(t.callback_attempts).where(t.callback_attempts.c.key == key).values(
+                result=result, reason_code=reason_code, answered_at=answered_at, ended_at=ended_at,
+                talk_seconds=talk, uniqueid=uniqueid or None))
+            task_id = row["task_id"]
+            if task_id is None:
+                return
+            detail = {"key": key, "result": result, "failed_leg": failed_leg, "agent": row["agent"], "talk_seconds": talk}
+            await conn.execute(insert(t.task_events).values(task_id=task_id, at=ended_at or answered_at,
+                                                            kind="attempt", pbx=row["pbx"], call_id=uniqueid or None,
+                                                            detail=json.dumps(detail, ensure_ascii=False)))
+            if result == "answered":
+                await conn.execute(update(t.tasks).where(t.tasks.c.id == task_id).values(attempts=t.tasks.c.attempts + 1))
+                await self.followup._close(conn, task_id, Closure.CALLBACK_COMPLETED, answered_at, "system", "",
+                                           {"pbx": row["pbx"], "call_id": uniqueid or None})
+            elif failed_leg == "caller":
+                task = (await conn.execute(select(t.tasks.c.department).where(t.tasks.c.id == task_id))).first()
+                windows = self.followup.windows(task.department if task else None)
+                spacing = timedelta(minutes=self.followup.policy.retry_spacing_minutes)
+                next_at = self.followup.calendar.next_open(ended_at + spacing, windows)
+                await conn.execute(update(t.tasks).where(t.tasks.c.id == task_id).values(
+                    attempts=t.tasks.c.attempts + 1, next_attempt_at=next_at))
+
+
+def _interface(channel: str, interfaces: dict[str, list[str]]) -> str:
+    """'Local/1001@agents-00000065;1' or 'PJSIP/1001-0000001a' -> the configured interface."""
+    base = channel.split(";")[0]
+    for candidates in interfaces.values():
+        for interface in candidates:
+            stem = interface[:-2] if interface.endswith("/n") else interface
+            if base == stem or base.startswith(stem + "-"):
+                return interface
+    return base

@@ -8,10 +8,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from .cases.service import Cases
 from .clock import SystemClock
+from .domain.cases import Presence
 from .domain.callbacks import CallbackTracker
 from .followup.callbacks import Callbacks
 from .followup.service import FollowUp
+from .notify.channels import PanelChannel, build_channels
 from .service import Service
 from .settings import Settings
 from .storage.store import Store
@@ -27,6 +30,9 @@ class App:
     service: Service
     followup: FollowUp
     callbacks: Callbacks
+    cases: Cases
+    panel: PanelChannel                              # what the web panel will show live
+    channels: dict                                   # notification channels by name
     calendar: object
     clock: object
     extras: list = field(default_factory=list)      # started after the service, stopped before it
@@ -36,7 +42,7 @@ class App:
         if warning:
             log.warning(warning)
         await self.service.start()                   # migrates the database
-        caught_up = await self.followup.process_pending()
+        caught_up = await self.cases.process_pending() + await self.followup.process_pending()
         if caught_up:
             log.info("follow-up: caught up on %d calls committed before this start", caught_up)
         for extra in self.extras:
@@ -46,6 +52,7 @@ class App:
         for extra in reversed(self.extras):
             await extra.stop()
         await self.service.stop()
+        await self.cases.process_pending()
         await self.followup.process_pending()
         await self.store.close()
 
@@ -57,14 +64,35 @@ def agent_available(service: Service):
     return available
 
 
+def presence_picture(service: Service, settings: Settings):
+    """Agent id -> Presence (available anywhere, and the interfaces to ring), for routing."""
+    interfaces = {a.id: tuple(a.interfaces) for a in settings.agents}
+
+    def picture() -> dict[str, Presence]:
+        out: dict[str, Presence] = {}
+        for m in service.presence.members.values():
+            if m.agent is None:
+                continue
+            seen = out.get(m.agent)
+            if seen is None or (m.available and not seen.available):
+                out[m.agent] = Presence(m.agent, m.available, (m.interface,) + tuple(
+                    i for i in interfaces.get(m.agent, ()) if i != m.interface))
+        return out
+    return picture
+
+
 def build(settings: Settings, db_url: str, clock=None) -> App:
     clock = clock or SystemClock()
     store = Store(db_url, clock)
     service = Service(settings, store, clock)
     calendar = build_calendar(settings)
-    followup = FollowUp(store, settings, calendar, clock, available=agent_available(service))
+    cases = Cases(store, settings, calendar, clock, presence=presence_picture(service, settings))
+    followup = FollowUp(store, settings, calendar, clock, available=agent_available(service), owner_of=cases.owner_of)
+    service.on_calls_committed(cases.on_calls_committed)
     service.on_calls_committed(followup.on_calls_committed)
     callbacks = Callbacks(followup, service.clients, settings)
     contexts = {"*": frozenset({settings.followup.callback.context})}
     service.add_tracker(CallbackTracker(contexts), callbacks.record)
-    return App(settings, store, service, followup, callbacks, calendar, clock)
+    panel = PanelChannel()
+    return App(settings, store, service, followup, callbacks, cases, panel,
+               build_channels(settings.notify, panel), calendar, clock)

@@ -10,7 +10,7 @@ import json
 import logging
 import signal
 import sys
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from .settings import ConfigError, Settings, load_settings
@@ -45,6 +45,14 @@ def _parser() -> argparse.ArgumentParser:
     cl = calls.add_parser("list", parents=[common], help="list the calls of one day")
     cl.add_argument("--date", help="YYYY-MM-DD in the configured time zone (default: today)")
     cl.add_argument("--format", choices=["json", "table"], default="table")
+
+    tasks = sub.add_parser("tasks", help="follow-up tasks").add_subparsers(dest="action", required=True)
+    tl = tasks.add_parser("list", parents=[common], help="list follow-up tasks")
+    tl.add_argument("--status", choices=["open", "closed"])
+    tl.add_argument("--department", help="department id, e.g. edu")
+    tl.add_argument("--assignee", help="agent id, or 'pool' for unassigned tasks")
+    tl.add_argument("--date", help="created on YYYY-MM-DD in the configured time zone (default: any day)")
+    tl.add_argument("--format", choices=["json", "table"], default="table")
 
     report = sub.add_parser("report", help="reports").add_subparsers(dest="action", required=True)
     rd = report.add_parser("daily", parents=[common], help="daily report per department and queue")
@@ -90,6 +98,22 @@ async def _calls_list(settings: Settings, args) -> str:
     return json.dumps(calls, ensure_ascii=False, indent=2) if args.format == "json" else render_table(calls)
 
 
+async def _tasks_list(settings: Settings, args) -> str:
+    from reports import tasks as task_report
+    from reports.daily import day_bounds
+    from .bootstrap import build
+    tz = ZoneInfo(settings.timezone)
+    since, until = day_bounds(_day(args.date, tz), tz) if args.date else (None, None)
+    app = build(settings, args.db)                  # not started: only its store and follow-up are used
+    try:
+        await app.store.migrate()
+        tasks = await app.followup.list(status=args.status, department=args.department, assignee=args.assignee,
+                                        since=since, until=until)
+    finally:
+        await app.store.close()
+    return task_report.render_json(tasks) if args.format == "json" else task_report.render_table(tasks, tz)
+
+
 async def _report_daily(settings: Settings, args) -> str:
     from reports import daily
     tz = ZoneInfo(settings.timezone)
@@ -100,9 +124,12 @@ async def _report_daily(settings: Settings, args) -> str:
         bounds = daily.day_bounds(day, tz)
         records = await store.calls_between(*bounds)
         tasks = await store.task_facts(*bounds)
+        cases = await store.case_facts(*bounds)
+        now = store.clock.now()
+        wrapups = await store.pending_wrapups(min(now, bounds[1]) - timedelta(minutes=settings.cases.wrapup_minutes))
     finally:
         await store.close()
-    report = daily.build(day, records, settings, tasks, store.clock.now())
+    report = daily.build(day, records, settings, tasks, now, cases, wrapups)
     return json.dumps(report, ensure_ascii=False, indent=2) if args.format == "json" else daily.render_table(report)
 
 
@@ -110,7 +137,14 @@ async def _serve(settings: Settings, args) -> None:
     from .bootstrap import build
     if not settings.pbxes:
         raise ConfigError(f"{args.config}: pbxes: no PBX configured; `serve` needs at least one")
+    from .notify.deadlines import DeadlineWatch, Scheduler
+    from .notify.notifier import Notifier
+    from .web.app import WebServer
     app = build(settings, args.db)
+    notifier = Notifier(app.store, app.channels, app.clock)
+    app.extras.append(Scheduler(DeadlineWatch(app.store, settings, notifier, app.clock), app.calendar, settings,
+                                app.clock))                 # serve only: replays never send SMS
+    app.extras.append(WebServer(app))
     for endpoint in settings.pbxes:
         if not endpoint.secret.get_secret_value():
             raise ConfigError(f"{args.config}: pbxes[{endpoint.id}].secret: empty")
@@ -156,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
             runner = _calls_list
         elif args.command == "report":
             runner = _report_daily
+        elif args.command == "tasks":
+            runner = _tasks_list
         out = asyncio.run(runner(settings, args))
     except ConfigError as exc:
         print(f"callcenter: configuration error:\n{exc}", file=sys.stderr)

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from .ami.client import Endpoint
 from .ami.server import AmiServer, load_trace
 from .bootstrap import build
+from .clock import StreamClock
 from .service import Service
 from .settings import Settings
 
@@ -43,7 +44,7 @@ async def wait_for_stream(service: Service, server: AmiServer, client, timeout: 
 
 async def replay(settings: Settings, db_url: str, files: list[str], at: datetime,
                  speed: float | None = None, pbx: str | None = None) -> ReplaySummary:
-    app = build(settings, db_url)
+    app = build(settings, db_url, StreamClock(at))
     service = app.service
     pbx_id = pbx or (settings.pbxes[0].id if settings.pbxes else "pbx1")
     loop = asyncio.get_running_loop()

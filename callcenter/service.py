@@ -50,6 +50,7 @@ class Service:
         self._idle = asyncio.Event()
         self._idle.set()
         self._consumer: asyncio.Task | None = None
+        self._observe = getattr(self.clock, "observe", None)   # a replay's clock follows the stream
 
     # --- wiring -------------------------------------------------------------------------------
 
@@ -141,6 +142,8 @@ class Service:
         self.messages_processed += 1
         if event is None:
             return
+        if self._observe is not None:
+            self._observe(event.at)
         try:
             records.extend(self.calls.feed(event))
             sessions.extend(self.presence.feed(event))

@@ -75,6 +75,14 @@ class FollowUpSettings(Strict):
     callback: CallbackSettings = Field(default_factory=CallbackSettings)
 
 
+class CaseSettings(Strict):
+    simple_workdays: int = Field(5, ge=1)           # "1515": simple matters solved in 5 workdays
+    complex_workdays: int = Field(15, ge=1)         # complex ones in 15
+    knowledge_gap_workdays: int = Field(5, ge=1)    # add the missing answer to the knowledge base
+    wrapup_minutes: float = Field(10, ge=0)         # an answered call without disposition after this is pending
+    escalation_target: float = Field(0.10, ge=0, le=1)   # hand-offs to 12345 kept under 10 %
+
+
 class TwilioSettings(Strict):
     account_sid: str = ""
     auth_token: SecretStr = SecretStr("")
@@ -137,6 +145,7 @@ class QueueRef(Strict):
 
 
 class Person(Strict):
+    id: str | None = None                    # the identity a head acts under in the API (reassign)
     name: str
     phone: str | None = None
     email: str | None = None
@@ -216,6 +225,7 @@ class Settings(Strict):
     calendar: CalendarSettings = Field(default_factory=CalendarSettings)
     followup: FollowUpSettings = Field(default_factory=FollowUpSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    cases: CaseSettings = Field(default_factory=CaseSettings)
     web: WebSettings = Field(default_factory=WebSettings)
 
     @field_validator("timezone")

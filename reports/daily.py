@@ -9,7 +9,8 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from callcenter.domain.directory import Directory
-from callcenter.domain.metrics import Figures, MetricSettings, TaskFact, TaskFigures, daily_figures, task_figures
+from callcenter.domain.metrics import (CaseFact, Figures, MetricSettings, TaskFact, TaskFigures, case_figures,
+                                       daily_figures, task_figures)
 from callcenter.domain.records import CallRecord
 from callcenter.settings import Settings
 from callcenter.workdays import build_calendar
@@ -39,9 +40,10 @@ def opening_hours(settings: Settings):
 
 
 def build(day: date, records: list[CallRecord], settings: Settings,
-          tasks: list[TaskFact] | None = None, now: datetime | None = None) -> dict:
-    """The report for one day. `tasks` (follow-up tasks created or closed that day) and `now`
-    (to judge overdue tasks) add the follow-up figures."""
+          tasks: list[TaskFact] | None = None, now: datetime | None = None,
+          cases: list[CaseFact] | None = None, pending_wrapups: dict[str, int] | None = None) -> dict:
+    """The report for one day. `tasks` (follow-up tasks created or closed that day), `cases` and
+    `pending_wrapups` add the follow-up and first-ask figures; `now` judges what is overdue."""
     directory: Directory = settings.directory()
     tz = ZoneInfo(settings.timezone)
     ms = metric_settings(settings)
@@ -68,8 +70,13 @@ def build(day: date, records: list[CallRecord], settings: Settings,
             dept_f, dept_t = by_department.setdefault(department, (Figures(), TaskFigures()))
             dept_f.add(f)
             dept_t.add(tf)
-    departments = [{"department": d, "name": directory.department_names.get(d, d), **f.as_dict(ms), **tf.as_dict()}
-                   for d, (f, tf) in sorted(by_department.items())]
+    by_case = case_figures(cases or [], pending_wrapups or {}, start, end, now or end,
+                           settings.cases.escalation_target)
+    for department in by_case:
+        by_department.setdefault(department, (Figures(), TaskFigures()))
+    no_cases = case_figures([], {"": 0}, start, end, end, settings.cases.escalation_target)[""]
+    departments = [{"department": d, "name": directory.department_names.get(d, d), **f.as_dict(ms), **tf.as_dict(),
+                    **by_case.get(d, no_cases)} for d, (f, tf) in sorted(by_department.items())]
     return {
         "date": day.isoformat(),
         "timezone": settings.timezone,
@@ -85,6 +92,12 @@ def build(day: date, records: list[CallRecord], settings: Settings,
                                             f"{settings.followup.contact_workdays} workday(s))",
             "tasks_overdue": "tasks created this day, past their deadline without contact at report time",
             "tasks_closed": "tasks closed this day, by outcome",
+            "resolution_rate": "resolved_in_time / cases_due: cases resolved on the call or by their "
+                               "deadline, over cases resolved on a call this day or due this day "
+                               "(out-of-scope cases excluded)",
+            "first_contact_resolution_rate": "resolved_first_contact / cases_opened",
+            "escalation_rate": f"escalated_12345 / cases_closed, target <= {settings.cases.escalation_target:.0%}",
+            "wrapup_pending": f"answered calls without a disposition after {settings.cases.wrapup_minutes:g} minutes",
         },
         "departments": departments,
         "queues": queues,

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 from datetime import datetime
 from pathlib import Path
@@ -51,7 +52,9 @@ DB_PARAMS = ["sqlite"] + (["postgresql"] if PG_URL else [])
 def db_url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/callcenter.db"
-    asyncio.run(_reset_postgres(PG_URL))
+    # in a thread of its own: asyncio.run here would unset this thread's event loop
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, _reset_postgres(PG_URL)).result()
     return PG_URL
 
 

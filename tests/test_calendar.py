@@ -332,3 +332,18 @@ def test_the_pure_calendar_needs_no_package():
     assert not cal.is_workday(date(2030, 1, 1)) and cal.is_workday(date(2030, 1, 5))
     with pytest.raises(ValueError):
         WorkdayCalendar([date(2030, 1, 1)], [date(2030, 1, 1)], [2030], SH)
+
+
+def test_add_business_minutes_skips_lunch_and_the_weekend():
+    from callcenter.workdays import calendar_from
+    from callcenter.settings import CalendarSettings
+    from zoneinfo import ZoneInfo
+    tz = ZoneInfo("Asia/Shanghai")
+    cal = calendar_from(CalendarSettings(), tz)
+    w = ((time(9, 0), time(11, 30)), (time(13, 30), time(16, 30)))
+    assert cal.add_business_minutes(datetime(2026, 11, 23, 11, 15, tzinfo=tz), 30, w) == \
+        datetime(2026, 11, 23, 13, 45, tzinfo=tz)
+    assert cal.add_business_minutes(datetime(2026, 11, 20, 16, 20, tzinfo=tz), 30, w) == \
+        datetime(2026, 11, 23, 9, 20, tzinfo=tz)                 # Friday 16:20 -> Monday 9:20
+    assert cal.add_business_minutes(datetime(2026, 11, 22, 3, 0, tzinfo=tz), 0, w) == \
+        datetime(2026, 11, 23, 9, 0, tzinfo=tz)                  # Sunday night -> Monday's opening

@@ -190,6 +190,22 @@ class WorkdayCalendar:
             day += timedelta(days=1)
         raise ValueError(f"no workday within {_SEARCH_DAYS} days of {moment.isoformat()}")
 
+    def add_business_minutes(self, moment: datetime, minutes: float, windows: Windows) -> datetime:
+        """The moment ``minutes`` of business time after ``moment`` (e.g. callback retry spacing):
+        time outside windows and on non-workdays does not count."""
+        left = timedelta(minutes=minutes)
+        at = self.next_open(moment, windows)
+        spans = normalize_windows(windows)
+        for _ in range(_SEARCH_DAYS * len(spans)):
+            local = at.astimezone(self.tz)
+            close = next(self._at(local.date(), end).astimezone(UTC) for start, end in spans
+                         if start <= local.time() < end)
+            if at + left <= close:
+                return at + left
+            left -= close - at
+            at = self.next_open(close, windows)
+        raise ValueError(f"cannot add {minutes} business minutes to {moment.isoformat()}")
+
     # --- coverage ---------------------------------------------------------------------------
 
     def missing_year_warning(self, today: date) -> str | None:

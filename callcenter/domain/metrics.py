@@ -180,3 +180,58 @@ def task_figures(facts: list[TaskFact], start: datetime, end: datetime, now: dat
         if f.closed_at is not None and f.closure and start <= f.closed_at < end:
             figures.closures[f.closure] = figures.closures.get(f.closure, 0) + 1
     return out
+
+
+# --- first-ask cases ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CaseFact:
+    department: str
+    status: str
+    opened_at: datetime
+    deadline: datetime | None
+    closed_at: datetime | None
+    resolved_first_contact: bool
+    knowledge_gap: bool
+
+
+def case_figures(facts: list[CaseFact], pending_wrapups: dict[str, int], start: datetime, end: datetime,
+                 now: datetime, escalation_target: float) -> dict[str, dict]:
+    """Per department. Definitions in docs/metrics.md."""
+    out: dict[str, dict] = {}
+
+    def dept(name: str) -> dict:
+        return out.setdefault(name, dict.fromkeys((
+            "cases_opened", "resolved_first_contact", "resolved_in_time", "cases_overdue", "cases_closed",
+            "escalated_12345", "out_of_scope", "knowledge_gaps", "cases_due", "wrapup_pending"), 0))
+
+    for f in facts:
+        d = dept(f.department)
+        opened_today = start <= f.opened_at < end
+        closed_today = f.closed_at is not None and start <= f.closed_at < end
+        if opened_today:
+            d["cases_opened"] += 1
+            d["resolved_first_contact"] += f.resolved_first_contact
+            d["knowledge_gaps"] += f.knowledge_gap
+        if closed_today:
+            d["cases_closed"] += 1
+            d["escalated_12345"] += f.status == "escalated"
+            d["out_of_scope"] += f.status == "out_of_scope"
+        in_time = f.status == "resolved" and (f.deadline is None or (f.closed_at is not None and f.closed_at <= f.deadline))
+        due = f.status != "out_of_scope" and (
+            (f.deadline is None and f.closed_at is not None and closed_today)
+            or (f.deadline is not None and start <= f.deadline < end))
+        if due:
+            d["cases_due"] += 1
+            d["resolved_in_time"] += in_time
+        if f.status == "open" and f.deadline is not None and f.deadline < min(now, end):
+            d["cases_overdue"] += 1
+    for department, count in pending_wrapups.items():
+        dept(department)["wrapup_pending"] = count
+    for d in out.values():
+        d["resolution_rate"] = _rate(d["resolved_in_time"], d["cases_due"])
+        d["first_contact_resolution_rate"] = _rate(d["resolved_first_contact"], d["cases_opened"])
+        d["escalation_rate"] = _rate(d["escalated_12345"], d["cases_closed"])
+        d["escalation_target"] = escalation_target
+        d["escalation_over_target"] = d["escalation_rate"] is not None and d["escalation_rate"] > escalation_target
+    return out

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import timedelta
-
 from sqlalchemy import func, insert, select, update
 
 from ..domain.callbacks import KEY_PREFIX, AttemptResult
@@ -123,8 +121,8 @@ class Callbacks:
             elif failed_leg == "caller":
                 task = (await conn.execute(select(t.tasks.c.department).where(t.tasks.c.id == task_id))).first()
                 windows = self.followup.windows(task.department if task else None)
-                spacing = timedelta(minutes=self.followup.policy.retry_spacing_minutes)
-                next_at = self.followup.calendar.next_open(ended_at + spacing, windows)
+                next_at = self.followup.calendar.add_business_minutes(
+                    ended_at, self.followup.policy.retry_spacing_minutes, windows)
                 await conn.execute(update(t.tasks).where(t.tasks.c.id == task_id).values(
                     attempts=t.tasks.c.attempts + 1, next_attempt_at=next_at))
 

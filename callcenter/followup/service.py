@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import datetime
-from typing import Callable
+from typing import Awaitable, Callable
 
 from sqlalchemy import and_, false, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -28,9 +28,14 @@ log = logging.getLogger(__name__)
 class TaskError(Exception):
     """A request about a task that cannot be honoured (maps to HTTP 4xx)."""
 
-    def __init__(self, message: str, status: int = 400):
+    def __init__(self, message: str, status: int = 400, code: str | None = None):
         super().__init__(message)
         self.status = status
+        self.code = code          # a stable machine-readable reason for API clients
+
+
+async def _no_owner(number: str, department: str) -> str | None:
+    return None
 
 
 def policy_from(settings) -> rules.Policy:
@@ -45,13 +50,13 @@ def policy_from(settings) -> rules.Policy:
 class FollowUp:
     def __init__(self, store: Store, settings, calendar, clock,
                  available: Callable[[str], bool] = lambda agent: True,
-                 owner_of: rules.OwnerLookup = lambda number, department: None):
+                 owner_of: Callable[[str, str], Awaitable[str | None]] | None = None):
         self.store = store
         self.settings = settings
         self.calendar = calendar
         self.clock = clock
         self.available = available
-        self.owner_of = owner_of          # the seam for case ownership (first-ask issue)
+        self.owner_of = owner_of or _no_owner   # the caller's case owner (callcenter/cases)
         self.policy = policy_from(settings)
         self.directory = settings.directory()
         posts: dict[str, list[tuple[str, str]]] = {}
@@ -120,7 +125,8 @@ class FollowUp:
 
     async def _open(self, conn, d: rules.OpenNew, now: datetime) -> int:
         deadline = self.calendar.add_workdays(d.miss.at, self.policy.contact_workdays, self.windows(d.department))
-        who = rules.assign(d.department, d.caller_num, self.posts, self.owner_of, self.available)
+        owner = await self.owner_of(d.caller_num, d.department)
+        who = rules.assign(d.department, d.caller_num, self.posts, lambda number, department: owner, self.available)
         queue = d.miss.queue or self.directory.main_queue(d.department, d.miss.pbx)
         result = await conn.execute(insert(t.tasks).values(
             caller_num=d.caller_num, department=d.department, pbx=d.miss.pbx, queue=queue, status="open", reason=d.miss.reason.value,
@@ -151,7 +157,12 @@ class FollowUp:
             values["note"] = note
         if contacted:
             values["contacted_at"] = func.coalesce(t.tasks.c.contacted_at, at)
-        await conn.execute(update(t.tasks).where(t.tasks.c.id == task_id, t.tasks.c.status == "open").values(**values))
+        result = await conn.execute(update(t.tasks).where(t.tasks.c.id == task_id, t.tasks.c.status == "open")
+                                    .values(**values))
+        if result.rowcount != 1:
+            if by == "system":
+                return                      # already closed by someone else: nothing to add
+            raise TaskError(f"task {task_id} is already closed", 409, "already_closed")
         await self._event(conn, task_id, at, "closed", detail.get("pbx"), detail.get("call_id"),
                           {"closure": closure.value, "by": by, "note": note})
 
@@ -168,22 +179,22 @@ class FollowUp:
             closure_ = rules.Closure(closure)
         except ValueError:
             raise TaskError(f"unknown outcome {closure!r}; one of "
-                            + ", ".join(sorted(c.value for c in rules.MANUAL_CLOSURES))) from None
+                            + ", ".join(sorted(c.value for c in rules.MANUAL_CLOSURES)), code="unknown_outcome") from None
         if closure_ not in rules.MANUAL_CLOSURES:
-            raise TaskError(f"outcome {closure!r} is set by the system, not by an agent")
+            raise TaskError(f"outcome {closure!r} is set by the system, not by an agent", code="system_outcome")
         task = await self.get(task_id)
         if task["status"] != "open":
-            raise TaskError(f"task {task_id} is already closed", 409)
+            raise TaskError(f"task {task_id} is already closed", 409, "already_closed")
         if closure_ is rules.Closure.UNREACHABLE and task["attempts"] < self.policy.max_attempts:
             raise TaskError(f"unreachable needs {self.policy.max_attempts} callback attempts; "
-                            f"task {task_id} has {task['attempts']}", 409)
+                            f"task {task_id} has {task['attempts']}", 409, "too_few_attempts")
         async with self.store.engine.begin() as conn:
             await self._close(conn, task_id, closure_, self.clock.now(), by, note, {})
         return await self.get(task_id)
 
     async def assign_to(self, task_id: int, agent: str | None, by: str) -> dict:
         if agent is not None and agent not in self.directory.agent_names:
-            raise TaskError(f"unknown agent {agent!r}")
+            raise TaskError(f"unknown agent {agent!r}", code="unknown_agent")
         await self.get(task_id)
         async with self.store.engine.begin() as conn:
             await conn.execute(update(t.tasks).where(t.tasks.c.id == task_id).values(

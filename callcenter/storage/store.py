@@ -17,7 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ..clock import SystemClock
-from ..domain.metrics import TaskFact
+from ..domain.metrics import CaseFact, TaskFact
 from ..domain.presence import AgentSession
 from ..domain.records import CallRecord, Outcome, Stint, StintEnd
 from . import tables as t
@@ -160,6 +160,27 @@ class Store:
                 ((c.first_missed_at >= start) & (c.first_missed_at < end))
                 | ((c.closed_at >= start) & (c.closed_at < end))))).all()
         return [TaskFact(*row) for row in rows]
+
+    async def case_facts(self, start: datetime, end: datetime) -> list[CaseFact]:
+        """Cases opened, closed or due in [start, end), and open cases already past their deadline."""
+        c = t.cases.c
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(
+                c.department, c.status, c.opened_at, c.deadline, c.closed_at, c.resolved_first_contact,
+                c.knowledge_gap).where(
+                ((c.opened_at >= start) & (c.opened_at < end)) | ((c.closed_at >= start) & (c.closed_at < end))
+                | ((c.deadline >= start) & (c.deadline < end)) | ((c.status == "open") & (c.deadline < end))))).all()
+        return [CaseFact(*row) for row in rows]
+
+    async def pending_wrapups(self, cutoff: datetime) -> dict[str, int]:
+        """Per department: answered calls without a disposition since before `cutoff`."""
+        from sqlalchemy import func
+        cc = t.case_calls.c
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(t.cases.c.department, func.count()).select_from(
+                t.case_calls.join(t.cases, t.cases.c.id == cc.case_id)).where(
+                cc.disposition.is_(None), cc.answered_at <= cutoff).group_by(t.cases.c.department))).all()
+        return {department: count for department, count in rows}
 
     async def sessions_between(self, start: datetime, end: datetime) -> list[AgentSession]:
         async with self.engine.connect() as conn:

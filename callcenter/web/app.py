@@ -1,0 +1,75 @@
+"""The aiohttp application and the server that runs it inside the service.
+
+`init_app(app_obj)` builds the web application around the composition root's `App` (kept under
+the typed key `APP`); it starts nothing itself. `WebServer` listens on ``settings.web`` and is
+meant for `App.extras`, so the API comes up after the service and goes down before it.
+"""
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from .errors import json_errors, json_response
+
+if TYPE_CHECKING:                                 # runtime import would cycle once bootstrap wires us
+    from ..bootstrap import App
+
+log = logging.getLogger(__name__)
+
+APP: web.AppKey[App] = web.AppKey("app")
+
+
+async def init_app(app_obj: App) -> web.Application:
+    app = web.Application(middlewares=[json_errors])
+    app[APP] = app_obj
+    setup_routes(app)
+    return app
+
+
+def setup_routes(app: web.Application) -> None:
+    from . import tasks_api                       # tasks_api reads APP from this module
+    app.router.add_get("/api/health", health)
+    tasks_api.setup_routes(app)
+
+
+async def health(request: web.Request) -> web.Response:
+    app_obj = request.app[APP]
+    service = app_obj.service
+    return json_response({
+        "status": "ok",
+        "pbx": {pbx: client.connected.is_set() for pbx, client in sorted(service.clients.items())},
+        "open_calls": service.calls.open_calls,
+    })
+
+
+class WebServer:
+    """The HTTP API as one of `App.extras`: ``start()`` binds, ``stop()`` closes."""
+
+    def __init__(self, app_obj: App, host: str | None = None, port: int | None = None):
+        self.app_obj = app_obj
+        self.host = host if host is not None else app_obj.settings.web.host
+        self.port = port if port is not None else app_obj.settings.web.port
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        runner = web.AppRunner(await init_app(self.app_obj))
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self.host, self.port).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        log.info("HTTP API listening on %s", ", ".join(f"http://{a[0]}:{a[1]}" for a in self.addresses))
+
+    async def stop(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    @property
+    def addresses(self) -> list[tuple]:
+        """The bound (host, port, ...) socket names; useful when port 0 picked a free one."""
+        return self._runner.addresses if self._runner else []

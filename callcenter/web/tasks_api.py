@@ -1,0 +1,152 @@
+"""/api/tasks: list, read and act on follow-up tasks.
+
+Each view parses its input, calls one FollowUp method and answers with what it returns; the
+`json_errors` middleware maps refusals (`ApiError` from the parsing here, `TaskError` from the
+service) to 4xx answers. The parsing is plain functions, so the rules are readable in one place.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+from multidict import MultiMapping
+
+from .app import APP
+from .errors import ApiError, json_response
+
+LIST_PARAMETERS = ("status", "department", "assignee", "caller", "overdue", "date", "limit")
+PATCH_FIELDS = ("closure", "assignee", "note", "by")
+MAX_LIMIT = 5000
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_get("/api/tasks", list_tasks)
+    app.router.add_get(r"/api/tasks/{id:\d+}", get_task)
+    app.router.add_patch(r"/api/tasks/{id:\d+}", patch_task)
+
+
+# --- views ----------------------------------------------------------------------------------
+
+async def list_tasks(request: web.Request) -> web.Response:
+    app_obj = request.app[APP]
+    filters = list_filters(request.query, ZoneInfo(app_obj.settings.timezone))
+    return json_response({"tasks": await app_obj.followup.list(**filters)})
+
+
+async def get_task(request: web.Request) -> web.Response:
+    return json_response(await request.app[APP].followup.get(task_id(request)))
+
+
+async def patch_task(request: web.Request) -> web.Response:
+    followup = request.app[APP].followup
+    id_ = task_id(request)
+    change = parse_change(await read_json(request))
+    if change.closure is not None:
+        task = await followup.close(id_, change.closure, change.by, change.note or "")
+    elif change.reassign:
+        task = await followup.assign_to(id_, change.assignee, change.by)
+    else:
+        task = await followup.add_note(id_, change.note, change.by)
+    return json_response(task)
+
+
+# --- parsing --------------------------------------------------------------------------------
+
+def task_id(request: web.Request) -> int:
+    raw = request.match_info["id"]               # digits, by the route
+    if len(raw) > 18:                            # beyond a database integer: cannot exist
+        raise ApiError(404, "not_found", f"no task {raw}")
+    return int(raw)
+
+
+def list_filters(query: MultiMapping[str], tz: ZoneInfo) -> dict:
+    """Query parameters to FollowUp.list keyword arguments."""
+    unknown = sorted(set(query) - set(LIST_PARAMETERS))
+    if unknown:
+        raise ApiError(400, "unknown_parameters", f"unknown query parameter(s): {', '.join(unknown)}; "
+                       f"allowed: {', '.join(LIST_PARAMETERS)}", parameters=unknown)
+    for name in query:
+        if len(query.getall(name)) > 1:
+            raise ApiError(400, "invalid_parameter", f"{name}: given more than once", parameter=name)
+        if not query[name]:
+            raise ApiError(400, "invalid_parameter", f"{name}: empty", parameter=name)
+    filters: dict = {name: query[name] for name in ("department", "assignee", "caller") if name in query}
+    if "status" in query:
+        filters["status"] = _choice(query, "status", ("open", "closed"))
+    if "overdue" in query:
+        filters["overdue"] = _choice(query, "overdue", ("true", "false")) == "true"
+    if "date" in query:
+        try:
+            day = date.fromisoformat(query["date"])
+        except ValueError:
+            raise ApiError(400, "invalid_parameter", f"date: expected YYYY-MM-DD, got {query['date']!r}",
+                           parameter="date") from None
+        filters["since"] = datetime.combine(day, time(0), tz)
+        filters["until"] = filters["since"] + timedelta(days=1)
+    if "limit" in query:
+        raw = query["limit"]
+        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
+            raise ApiError(400, "invalid_parameter", f"limit: expected an integer from 1 to {MAX_LIMIT}, "
+                           f"got {raw!r}", parameter="limit")
+        filters["limit"] = int(raw)
+    return filters
+
+
+def _choice(query: MultiMapping[str], name: str, allowed: tuple[str, ...]) -> str:
+    if query[name] not in allowed:
+        raise ApiError(400, "invalid_parameter", f"{name}: expected {' or '.join(allowed)}, got {query[name]!r}",
+                       parameter=name)
+    return query[name]
+
+
+async def read_json(request: web.Request):
+    try:
+        return json.loads(await request.read())      # JSON is UTF-8 whatever the charset claims
+    except (ValueError, RecursionError) as exc:       # JSONDecodeError, UnicodeDecodeError, absurd nesting
+        raise ApiError(400, "malformed_json", f"the body is not valid UTF-8 JSON: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Change:
+    """What a PATCH asks for: close (closure, optional note), reassign, or add a note."""
+    by: str
+    closure: str | None = None
+    note: str | None = None
+    reassign: bool = False
+    assignee: str | None = None
+
+
+def parse_change(body) -> Change:
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_body", "the body must be a JSON object")
+    unknown = sorted(set(body) - set(PATCH_FIELDS))
+    if unknown:
+        raise ApiError(400, "unknown_fields", f"unknown field(s): {', '.join(unknown)}; "
+                       f"allowed: {', '.join(PATCH_FIELDS)}", fields=unknown)
+    if body.get("by") is None:
+        raise ApiError(400, "missing_field", "by: required (who makes the change)", fields=["by"])
+    by = _text(body, "by")
+    closure = _text(body, "closure") if "closure" in body else None
+    note = _text(body, "note", allow_empty=closure is not None) if "note" in body else None
+    if "assignee" in body:
+        if closure is not None or note is not None:
+            raise ApiError(400, "conflicting_fields", "assignee cannot be combined with closure or note; "
+                           "send them in separate requests", fields=sorted({"assignee"} | set(body) - {"by"}))
+        assignee = None if body["assignee"] is None else _text(body, "assignee")
+        return Change(by, reassign=True, assignee=assignee)
+    if closure is None and note is None:
+        raise ApiError(400, "missing_field", "nothing to do: give closure, assignee or note",
+                       fields=["closure", "assignee", "note"])
+    return Change(by, closure=closure, note=note)
+
+
+def _text(body: dict, name: str, allow_empty: bool = False) -> str:
+    value = body[name]
+    if not isinstance(value, str) or not (allow_empty or value.strip()):
+        wanted = "a string" if allow_empty else "a non-empty string"
+        got = json.dumps(value, ensure_ascii=False)
+        raise ApiError(400, "invalid_field", f"{name}: expected {wanted}, got {got}", field=name)
+    return value

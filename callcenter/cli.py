@@ -40,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--seconds", type=float, help="stop after N seconds and print a summary")
     d.add_argument("--rate", type=float, default=1.0, help="new calls per second (default 1)")
     d.add_argument("--seed", type=int, help="random seed for a repeatable simulation")
+    d.add_argument("--at", help="ISO time the demo clock starts at (default: now, or just before the next opening)")
 
     calls = sub.add_parser("calls", help="call records").add_subparsers(dest="action", required=True)
     cl = calls.add_parser("list", parents=[common], help="list the calls of one day")
@@ -171,7 +172,8 @@ async def _replay(settings: Settings, args) -> str:
 
 async def _demo(settings: Settings, args) -> str:
     from .demo.run import run_demo
-    return await run_demo(settings, args.db, args.seconds, args.rate, args.seed)
+    at = _at(args.at, ZoneInfo(settings.timezone)) if args.at else None
+    return await run_demo(settings, args.db, args.seconds, args.rate, args.seed, at)
 
 
 def main(argv: list[str] | None = None) -> int:

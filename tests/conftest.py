@@ -15,9 +15,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-TRACES = ROOT.parent / "shared" / "ami-traces"
-if not TRACES.is_dir():                       # a checkout outside the workspace layout
-    TRACES = Path(os.environ.get("CALLCENTER_TRACES", ROOT / "tests" / "traces"))
+# A copy of ../shared/ami-traces (real Asterisk streams and queue_logs), kept in the repository
+# so that a clean checkout tests against them; CALLCENTER_TRACES points elsewhere if wanted.
+TRACES = Path(os.environ.get("CALLCENTER_TRACES", ROOT / "tests" / "traces"))
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 MONDAY_10 = datetime(2026, 11, 23, 10, 0, tzinfo=SHANGHAI)     # a workday, in business hours
 PG_URL = os.environ.get("CALLCENTER_TEST_POSTGRES_URL")

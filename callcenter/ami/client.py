@@ -8,7 +8,9 @@
   are never re-sent: ``originate`` additionally remembers its idempotency key, so a callback is
   dialled at most once whatever happens to the link.
 - After every login the live state is read back (QueueStatus, CoreShowChannels) and handed to
-  the sink as a ``Resynced`` event, so the domain can reconcile calls that vanished meanwhile.
+  the sink as a ``Resynced`` event, so the domain can reconcile calls that vanished meanwhile. The
+  event takes its place in the stream where the snapshot was taken: events received before the
+  CoreShowChannels list ended come before it, later ones after it.
 """
 from __future__ import annotations
 
@@ -36,6 +38,10 @@ class AmiError(Exception):
 
 class LinkDown(AmiError):
     pass
+
+
+class NotSent(LinkDown):
+    """The link was down before the action was written: the PBX never saw it."""
 
 
 class ActionTimeout(AmiError):
@@ -67,6 +73,9 @@ class _Pending:
     future: asyncio.Future
     events: list[Message] = field(default_factory=list)
     listing: bool = False
+    # for list actions: called in stream order with the list and its receive time when the list
+    # completes; what it returns (unless None) goes to the sink right there in the stream
+    on_complete: Callable[[list[Message], datetime], Any] | None = None
 
 
 class _Protocol(asyncio.Protocol):
@@ -80,18 +89,20 @@ class _Protocol(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
-        received = self.client.clock.now()
-        batch = []
-        pending = self.client.pending
+        client = self.client
+        received = client.clock.now()
+        batch: list = []
+        events = 0
         for msg in self.framer.feed(data):
             action_id = msg.get("ActionID")
-            if action_id is not None and action_id in pending:
-                self.client._answer(action_id, msg)
-            elif "Event" in msg:
+            if action_id is not None and action_id in client.pending:
+                batch.extend(client._answer(action_id, msg, received))
+            elif "Event" in msg:             # incl. late events of answered actions (OriginateResponse)
                 batch.append(msg)
+                events += 1
+        client.events_received += events
         if batch:
-            self.client.events_received += len(batch)
-            self.client.sink(self.client.endpoint.id, batch, received)
+            client._deliver(batch, received)
 
     def connection_lost(self, exc) -> None:
         if not self.lost.done():
@@ -133,13 +144,15 @@ class AmiClient:
     async def _run(self) -> None:
         delay = self.endpoint.reconnect_min
         while not self._stopping:
+            logins = self.logins
             try:
                 await self._session()
-                delay = self.endpoint.reconnect_min       # a session that logged in resets backoff
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("AMI %s: %s", self.endpoint.id, exc)
+            if self.logins > logins:
+                delay = self.endpoint.reconnect_min       # a session that logged in resets backoff
             if self._stopping:
                 break
             wait = delay * (0.8 + 0.4 * random.random())
@@ -157,12 +170,14 @@ class AmiClient:
             raise AmiError(f"cannot connect to {ep.host}:{ep.port}: {exc or 'timeout'}") from None
         self.protocol = protocol
         watchdog = None
+        logged_in = False
         try:
             response = await self.action({"Action": "Login", "Username": ep.username, "Secret": ep.secret,
                                           "Events": "on"}, timeout=ep.connect_timeout)
             log.info("AMI %s: logged in to %s:%s (%s)", ep.id, ep.host, ep.port, protocol.framer.banner)
             del response
             self.logins += 1
+            logged_in = True
             await self._resync()
             self.connected.set()
             watchdog = loop.create_task(self._watchdog())
@@ -175,8 +190,8 @@ class AmiClient:
             if protocol.transport:
                 protocol.transport.abort()
             self._fail_pending()
-            if self.logins:
-                self.sink(ep.id, [ev.LinkLost(ep.id, self.clock.now(), "disconnected")], self.clock.now())
+            if logged_in:
+                self._deliver([ev.LinkLost(ep.id, self.clock.now(), "disconnected")], self.clock.now())
 
     async def _watchdog(self) -> None:
         while True:
@@ -190,29 +205,43 @@ class AmiClient:
                 return
 
     async def _resync(self) -> None:
-        """Read back live queue members and channels; hand them to the sink as one event."""
-        at = self.clock.now()
-        queue_status = await self.action({"Action": "QueueStatus"})
-        channels = await self.action({"Action": "CoreShowChannels"})
+        """Read back live queue members and channels; hand them to the sink as one event, placed
+        in the stream where the channel snapshot ended (both actions are sent at once, so the
+        two snapshots are as close together as the PBX makes them)."""
         pbx = self.endpoint.id
-        members = tuple(member_state(ev.MemberAdded, pbx, at, m) for m in queue_status
-                        if m.get("Event") == "QueueMember")
-        live = frozenset(m.get("Uniqueid", "") for m in channels if m.get("Event") == "CoreShowChannel")
-        self.sink(pbx, [ev.Resynced(pbx, at, live, members)], at)
+        snapshot: dict[str, tuple] = {}
+
+        def members_listed(items: list[Message], at: datetime) -> None:
+            snapshot["members"] = tuple(member_state(ev.MemberAdded, pbx, at, m) for m in items
+                                        if m.get("Event") == "QueueMember")
+
+        def channels_listed(items: list[Message], at: datetime) -> ev.Resynced | None:
+            if "members" not in snapshot:        # QueueStatus failed: the session ends, no resync
+                return None
+            live = frozenset(m.get("Uniqueid", "") for m in items if m.get("Event") == "CoreShowChannel")
+            return ev.Resynced(pbx, at, live, snapshot["members"])
+
+        await asyncio.gather(self.action({"Action": "QueueStatus"}, on_complete=members_listed),
+                             self.action({"Action": "CoreShowChannels"}, on_complete=channels_listed))
 
     # --- actions ------------------------------------------------------------------------------
 
-    async def action(self, fields: dict[str, Any], timeout: float | None = None) -> Any:
+    async def action(self, fields: dict[str, Any], timeout: float | None = None,
+                     on_complete: Callable[[list[Message], datetime], Any] | None = None) -> Any:
         """Send an action; return its response, or the list of its events for list actions.
-        Raises ActionFailed on an Error response, ActionTimeout, or LinkDown."""
+        Raises ActionFailed on an Error response, ActionTimeout, or LinkDown (NotSent when
+        the link was down before anything was written)."""
         protocol = self.protocol
         if protocol is None or protocol.transport is None or protocol.transport.is_closing():
-            raise LinkDown("not connected")
-        action_id = f"cc-{next(self._ids)}"
-        pending = self.pending[action_id] = _Pending(asyncio.get_running_loop().create_future())
+            raise NotSent("not connected")
+        action_id = str(fields.get("ActionID") or f"cc-{next(self._ids)}")
+        if action_id in self.pending:
+            raise AmiError(f"action id {action_id!r} is already in flight")
+        pending = self.pending[action_id] = _Pending(asyncio.get_running_loop().create_future(),
+                                                     on_complete=on_complete)
         lines = [f"Action: {fields['Action']}", f"ActionID: {action_id}"]
         for key, value in fields.items():
-            if key == "Action":
+            if key in ("Action", "ActionID"):
                 continue
             for item in (value if isinstance(value, (list, tuple)) else [value]):
                 lines.append(f"{key}: {item}")
@@ -231,7 +260,13 @@ class AmiClient:
             return await asyncio.shield(self.originated[key])
         future = self.originated[key] = asyncio.get_running_loop().create_future()
         try:
-            result = await self.action({**fields, "Action": "Originate"}, timeout)
+            # the key is the ActionID: the PBX's OriginateResponse names the attempt
+            result = await self.action({**fields, "Action": "Originate", "ActionID": key}, timeout)
+        except NotSent as exc:
+            del self.originated[key]        # the PBX never saw it: a later try may send it
+            future.set_exception(exc)
+            future.exception()
+            raise
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()          # mark retrieved
@@ -239,10 +274,10 @@ class AmiClient:
         future.set_result(result)
         return result
 
-    def _answer(self, action_id: str, msg: Message) -> None:
+    def _answer(self, action_id: str, msg: Message, received: datetime) -> list:
+        """Feed one message of a pending action; returns what goes to the sink at this point."""
         pending = self.pending[action_id]
-        if pending.future.done():
-            return
+        out = []
         if "Response" in msg:
             if msg["Response"] in ("Error", "Fail", "Failure"):
                 pending.future.set_exception(ActionFailed(msg))
@@ -250,11 +285,29 @@ class AmiClient:
                 pending.listing = True
             else:
                 pending.future.set_result(msg)
-            return
-        if msg.get("EventList", "").lower() == "complete" or msg.get("Event", "").endswith("Complete"):
+        elif msg.get("EventList", "").lower() == "complete" or msg.get("Event", "").endswith("Complete"):
             pending.future.set_result(pending.events)
+            if pending.on_complete is not None:
+                try:
+                    item = pending.on_complete(pending.events, received)
+                except Exception:
+                    log.exception("AMI %s: handling the %s list failed", self.endpoint.id, action_id)
+                    item = None
+                if item is not None:
+                    out.append(item)
         else:
             pending.events.append(msg)
+        if pending.future.done():
+            # answered: later messages with this ActionID (an async Originate's OriginateResponse)
+            # are ordinary events
+            del self.pending[action_id]
+        return out
+
+    def _deliver(self, items: list, received: datetime) -> None:
+        try:
+            self.sink(self.endpoint.id, items, received)
+        except Exception:               # the sink is not ours: never let it break the protocol
+            log.exception("AMI %s: the sink failed on %d items", self.endpoint.id, len(items))
 
     def _fail_pending(self) -> None:
         for pending in self.pending.values():

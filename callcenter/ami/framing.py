@@ -54,6 +54,8 @@ class Framer:
                 break
             if self.skipping:
                 self.skipping = False
+            elif end - start > self.max_message:     # arrived whole, in one read: the same rule
+                self._problem("message over %d bytes discarded", self.max_message)
             else:
                 message = self.parse(bytes(buf[start:end]))
                 if message is not None:
@@ -62,8 +64,9 @@ class Framer:
         if start:
             del buf[:start]
         if len(buf) > self.max_message:
-            self._problem("message over %d bytes discarded", self.max_message)
-            self.skipping = True
+            if not self.skipping:           # one warning per oversized message, however long
+                self._problem("message over %d bytes discarded", self.max_message)
+                self.skipping = True
             # keep the last 3 bytes: they may begin the terminator
             del buf[:-3]
         return out

@@ -120,13 +120,16 @@ class AmiServer:
     username: str | None = None                   # None: accept any login
     secret: str | None = None
     cut_after: int | None = None                  # drop the client once after N messages (tests)
+    missed_after_cut: int = 0                     # the next N messages happen during that outage:
+                                                  # the PBX state has them, no client ever gets them
     channels: Callable[[], list[dict]] | None = None   # default: derived from what was sent
     members: Callable[[], list[dict]] | None = None
-    on_action: Callable[[dict], list[dict] | None] | None = None
+    on_action: Callable[[dict], list[dict] | None] | None = None   # replies; None: default, []: silence
 
     def __post_init__(self):
         self.cursor = 0
         self.sent = 0
+        self.missed_count = 0
         self.actions: list[dict] = []
         self.logins = 0
         self.done = asyncio.Event()
@@ -225,7 +228,9 @@ class AmiServer:
             w.write(format_message({"Response": "Goodbye", **base, "Message": "Thanks for all the fish."}))
         else:
             replies = self.on_action(action) if self.on_action else None
-            for reply in replies or [{"Response": "Success", "Message": f"{action.get('Action')} accepted"}]:
+            if replies is None:
+                replies = [{"Response": "Success", "Message": f"{action.get('Action')} accepted"}]
+            for reply in replies:
                 w.write(format_message({**reply, **base} if "Response" in reply else reply))
         return False
 
@@ -239,11 +244,18 @@ class AmiServer:
             size = 0
             while self.cursor < len(self.messages):
                 if self.cut_after is not None and self.sent >= self.cut_after:
+                    # everything counted as sent reaches the client; then the link is cut
                     self.cut_after = None
                     if chunk:
                         w.write(b"".join(chunk))
                     await w.drain()
+                    while w.transport.get_write_buffer_size() and not w.transport.is_closing():
+                        await asyncio.sleep(0.001)
                     w.transport.abort()
+                    for raw in self.messages[self.cursor:self.cursor + self.missed_after_cut]:
+                        self.state.observe(raw)         # what happens while nobody listens
+                        self.cursor += 1
+                        self.missed_count += 1
                     return
                 if self.speed:
                     due = (self.times[self.cursor] - start_t) / self.speed

@@ -15,6 +15,7 @@ import json
 import logging
 from sqlalchemy import func, insert, select, update
 
+from ..ami.client import ActionFailed, AmiError, NotSent
 from ..domain.callbacks import KEY_PREFIX, AttemptResult
 from ..domain.tasks import Closure
 from ..storage import tables as t
@@ -64,10 +65,15 @@ class Callbacks:
         }
         try:
             await client.originate(key, fields)
-        except Exception as exc:
-            log.warning("callback %s: Originate failed: %s", key, exc)
+        except (NotSent, ActionFailed) as exc:
+            # the PBX never placed it: the attempt failed and a new one may be started
+            log.warning("callback %s: Originate not placed: %s", key, exc)
             await self._finish(key, "failed", "", None, now, None)
-            raise TaskError(f"the PBX refused the callback: {exc}", 502) from None
+            raise TaskError(f"the PBX did not place the callback: {exc}", 502, "callback_not_placed") from None
+        except AmiError as exc:
+            # sent, but the answer was lost (link down, timeout): it may be ringing. The attempt
+            # stays pending until the PBX's OriginateResponse settles it; it is never re-sent.
+            log.warning("callback %s: Originate sent but unconfirmed: %s", key, exc)
         return next(c for c in (await self.followup.get(task_id))["callbacks"] if c["key"] == key)
 
     def _pbx_of(self, task: dict) -> str:

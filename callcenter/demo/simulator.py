@@ -1,0 +1,821 @@
+"""A simulated Asterisk: hotline calls and agent presence as the AMI events a real PBX emits.
+
+It plays the lab PBX of ``shared/ami-traces/pbx`` for the configured departments: dialplan context
+``hotline`` (after-hours check, IVR menu, ``UserEvent`` IvrChoice / QueueExit / AfterHours), one
+queue per department with linear strategy, the post's A agent at penalty 0 and B at penalty 1,
+autopause, and agents reached as Local channels. Every message has the headers, in the order, that
+the recorded traces show (with ``timestampevents = yes``). Events nobody downstream needs are left
+out: VarSet, Dial*, Bridge*, LocalBridge, NewConnectedLine, *HangupRequest and Cdr.
+
+The simulator is a discrete-event machine without I/O: ``emit`` receives each message, ``clock``
+tells the time, ``tick()`` runs what is due and returns the seconds until the next action. Tests
+drive it step by step with a fixed clock; the demo drives it in real time with ``run``.
+
+Agents log in, pause with a reason (会议, 午休...), are auto-paused when they let a call ring,
+become unreachable for a while, log out. Outcomes come from the dynamics (agents busy, paused or
+away; callers short of patience) and from each caller's intention, dealt from a shuffled deck so
+that every dozen calls shows the whole mix (the first deck within its first eight calls).
+Durations are scaled down (``Timing``) so that a demo of a few seconds shows every kind of call.
+"""
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import random
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timedelta
+from enum import Enum
+from typing import Callable
+from zoneinfo import ZoneInfo
+
+from ..domain.calendar import WorkdayCalendar
+from ..settings import Settings
+from ..workdays import build_calendar
+
+Message = dict[str, str]
+Emit = Callable[[Message], None]
+
+PRIVILEGE = {"Newexten": "dialplan,all", "UserEvent": "user,all"} | dict.fromkeys(
+    ("AgentCalled", "AgentComplete", "AgentConnect", "AgentRingNoAnswer", "QueueCallerAbandon",
+     "QueueCallerJoin", "QueueCallerLeave", "QueueMemberAdded", "QueueMemberPause",
+     "QueueMemberRemoved", "QueueMemberStatus"), "agent,all")
+STATE_DESC = {0: "Down", 4: "Ring", 6: "Up"}
+CAUSE_TXT = {0: "Unknown", 16: "Normal Clearing"}
+UNKNOWN = "<unknown>"
+
+# a deck of caller intentions, reshuffled when used up: what the caller and the agents will do
+DECK = ("answer",) * 6 + ("a_misses", "transfer", "ivr_hangup", "abandon_short", "abandon_long",
+                          "timeout")
+UNANSWERED = frozenset({"abandon_short", "abandon_long", "timeout"})   # nobody picks up
+DEPARTMENT_WEIGHTS = {"market": 3, "edu": 3, "housing": 2, "medins": 2}  # others weigh 1
+MOBILE_PREFIXES = ("130", "131", "132", "133", "135", "136", "137", "138", "139", "150", "151", "152",
+                   "155", "157", "158", "159", "166", "176", "177", "180", "181", "182", "185", "186",
+                   "187", "188", "189", "191", "198", "199")
+SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林高罗郑梁谢宋唐"
+GIVEN_NAMES = ("伟", "芳", "娜", "敏", "静", "丽", "强", "磊", "军", "洋", "勇", "艳", "杰", "娟", "涛",
+               "明", "超", "三", "秀英", "桂英", "建华", "志强", "海燕", "晓东", "玉兰", "国平", "文博")
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Durations in seconds, scaled down from a real hotline (range: uniform between the two)."""
+    ivr_answer: float = 0.5                         # Answer() to the after-hours check
+    ivr_menu: tuple[float, float] = (0.3, 1.5)      # the menu before queueing
+    pickup: tuple[float, float] = (0.5, 2.5)        # an agent answers a ringing call after
+    ring_timeout: float = 3.0                       # queues.conf timeout: RingNoAnswer after
+    retry: float = 1.0                              # queues.conf retry
+    queue_timeout: float = 8.0                      # Queue(...,QTIMEOUT)
+    talk: tuple[float, float] = (2.0, 6.0)
+    before_transfer: tuple[float, float] = (1.5, 3.0)
+    after_hours_message: float = 1.0
+    short_patience: tuple[float, float] = (1.5, 3.8)   # abandons under 5 s
+    long_patience: tuple[float, float] = (5.5, 7.5)
+    auto_pause: tuple[float, float] = (1.5, 3.0)    # until an auto-paused agent unpauses
+    presence_every: tuple[float, float] = (3.0, 7.0)
+    pause: tuple[float, float] = (5.0, 12.0)
+    away: tuple[float, float] = (4.0, 8.0)          # logged out or unreachable
+
+    def scaled(self, factor: float) -> "Timing":
+        def scale(value):
+            return tuple(v * factor for v in value) if isinstance(value, tuple) else value * factor
+        return Timing(**{f.name: scale(getattr(self, f.name)) for f in fields(self)})
+
+
+class OpeningHours:
+    """Business hours per department on the configured statutory workday calendar."""
+
+    def __init__(self, settings: Settings, calendar: WorkdayCalendar | None = None):
+        self.calendar = calendar or build_calendar(settings)
+        self.tz = ZoneInfo(settings.timezone)
+        self.windows = {d.id: tuple((w.start, w.end) for w in settings.hours_of(d.id))
+                        for d in settings.departments}
+
+    def is_open(self, department: str, at: datetime) -> bool:
+        return self.calendar.within_business_hours(at, self.windows[department])
+
+    def any_open(self, at: datetime) -> bool:
+        return any(self.is_open(d, at) for d in self.windows)
+
+    def next_opening(self, at: datetime) -> datetime | None:
+        """The first moment after ``at`` when some department opens (None: none within weeks)."""
+        openings = []
+        for windows in self.windows.values():
+            try:
+                openings.append(self.calendar.next_open(at, windows))
+            except ValueError:
+                pass
+        later = [o for o in openings if o > at]
+        return min(later) if later else None
+
+
+@dataclass(eq=False)
+class Leg:
+    """One channel (one half of a Local channel pair)."""
+    channel: str
+    uniqueid: str
+    linkedid: str
+    context: str
+    exten: str
+    state: int = 0
+    priority: int = 1
+    cid: tuple[str, str] = (UNKNOWN, UNKNOWN)
+    connected: tuple[str, str] = (UNKNOWN, UNKNOWN)
+
+    def block(self, prefix: str = "") -> Message:
+        p = prefix
+        return {f"{p}Channel": self.channel, f"{p}ChannelState": str(self.state),
+                f"{p}ChannelStateDesc": STATE_DESC[self.state], f"{p}CallerIDNum": self.cid[0],
+                f"{p}CallerIDName": self.cid[1], f"{p}ConnectedLineNum": self.connected[0],
+                f"{p}ConnectedLineName": self.connected[1], f"{p}Language": "en", f"{p}AccountCode": "",
+                f"{p}Context": self.context, f"{p}Exten": self.exten, f"{p}Priority": str(self.priority),
+                f"{p}Uniqueid": self.uniqueid, f"{p}Linkedid": self.linkedid}
+
+
+@dataclass(eq=False)
+class Agent:
+    id: str
+    name: str
+    interface: str
+    exten: str
+    busy: "Call | None" = None          # talking to this call
+    ringing: "Call | None" = None       # offered this call
+    unreachable: bool = False
+
+    @property
+    def free(self) -> bool:
+        return self.busy is None and self.ringing is None and not self.unreachable
+
+
+@dataclass(eq=False)
+class Member:
+    queue: "Queue"
+    agent: Agent
+    penalty: int
+    logged_in: bool = False
+    paused: bool = False
+    reason: str = ""
+    login_time: int = 0
+    last_pause: int = 0
+    calls_taken: int = 0
+    last_call: int = 0
+
+    @property
+    def available(self) -> bool:
+        return self.logged_in and not self.paused and self.agent.free
+
+
+@dataclass(eq=False)
+class Queue:
+    name: str
+    department: str
+    hotline: str
+    members: list[Member] = field(default_factory=list)
+    waiting: list["Call"] = field(default_factory=list)
+    has_available: bool = False
+
+
+class State(Enum):
+    IVR = "ivr"
+    CLOSED = "closed"            # after-hours message playing
+    QUEUED = "queued"
+    TALKING = "talking"
+    DONE = "done"
+
+
+@dataclass(eq=False)
+class Call:
+    intent: str | None           # dealt when the IVR first runs in business hours
+    department: str
+    hotline: str
+    queue: Queue
+    one: Leg                     # ;1 half: the originating side
+    two: Leg                     # ;2 half: runs the hotline dialplan, the caller leg
+    patience: float | None       # None: waits until the queue times out
+    state: State = State.IVR
+    phase: int = 0               # bumped on every state change; stale timers check it
+    joined_at: datetime | None = None
+    original_position: int = 0
+    ringing: Member | None = None
+    ring_started: datetime | None = None
+    rings: int = 0
+    misses: int = 0
+    retry_pending: bool = False
+    agent_legs: tuple[Leg, Leg] | None = None
+    member: Member | None = None
+    connected_at: datetime | None = None
+    hold: int = 0
+    transferred: list[tuple[Member, datetime, int]] = field(default_factory=list)
+
+
+class PbxSimulator:
+    """A PBX for the configured departments; call ``start`` once, then ``tick`` (or ``run``)."""
+
+    def __init__(self, settings: Settings, emit: Emit, clock, seed: int | None = None,
+                 rate: float = 1.0, timing: Timing | None = None, first_seq: int = 1,
+                 calendar: WorkdayCalendar | None = None):
+        if rate <= 0:
+            raise ValueError(f"rate must be positive, got {rate}")
+        self.settings = settings
+        self.emit = emit
+        self.clock = clock
+        self.rng = random.Random(seed)
+        self.rate = rate
+        self.timing = timing or Timing()
+        self.hours = OpeningHours(settings, calendar)
+        self.queues = _queues(settings)
+        self.calls: list[Call] = []
+        self.stopping = False
+        self._closing = False
+        self.emitted = 0
+        self.calls_started = 0
+        self.cut_short = 0           # calls still in progress when ``close`` ended them
+        self._now = clock.now()
+        self._timers: list = []
+        self._order = itertools.count()
+        self._seq = itertools.count(first_seq)
+        self._local = itertools.count(1)
+        self._deck: list[str] = []
+        self._decks = 0
+        self._callers: list[tuple[str, str]] = []
+
+    # --- driving ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Agents log in; arrivals and presence changes begin."""
+        self._sync()
+        for queue in self.queues.values():
+            for member in queue.members:
+                self._login(member)
+        self._later(self._gap(), self._arrival)
+        self._later(self._uniform(self.timing.presence_every), self._presence)
+
+    def tick(self) -> float:
+        """Run every action due by now; return the seconds until the next one."""
+        now = self.clock.now()
+        while self._timers and self._timers[0][0] <= now:
+            due, _, action, args = heapq.heappop(self._timers)
+            self._now = max(self._now, due)
+            action(*args)
+        self._now = max(self._now, now)
+        return (self._timers[0][0] - now).total_seconds() if self._timers else 1.0
+
+    async def run(self, halt: asyncio.Event, max_sleep: float = 0.25) -> None:
+        """Tick in real time until ``halt`` is set."""
+        while not halt.is_set():
+            wait = min(max(self.tick(), 0.001), max_sleep)
+            try:
+                await asyncio.wait_for(halt.wait(), wait)
+            except asyncio.TimeoutError:
+                pass
+
+    def stop_arrivals(self) -> None:
+        """No new calls and no presence changes; calls in progress go on."""
+        self.stopping = True
+
+    def close(self) -> None:
+        """End every call in progress the way it would end now, then log every agent out."""
+        self._sync()
+        self.stopping = self._closing = True
+        self.cut_short += len(self.calls)
+        for call in list(self.calls):
+            {State.IVR: self._ivr_hangup, State.CLOSED: self._closed_end, State.QUEUED: self._abandon,
+             State.TALKING: lambda c: self._end_talk(c, by_caller=False)}[call.state](call)
+        for queue in self.queues.values():
+            for member in queue.members:
+                if member.logged_in:
+                    self._logout(member)
+        self._timers.clear()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self.calls)
+
+    # --- scheduling ---------------------------------------------------------------------------
+
+    def _sync(self) -> None:
+        self._now = max(self._now, self.clock.now())
+
+    def _later(self, delay: float, action: Callable, *args) -> None:
+        due = self._now + timedelta(seconds=max(0.0, delay))
+        heapq.heappush(self._timers, (due, next(self._order), action, args))
+
+    def _for_call(self, delay: float, call: Call, action: Callable, *args) -> None:
+        """Schedule ``action(call, *args)``; it is dropped if the call changed state meanwhile."""
+        phase = call.phase
+
+        def guarded():
+            if call.phase == phase:
+                action(call, *args)
+        self._later(delay, guarded)
+
+    def _enter(self, call: Call, state: State) -> None:
+        call.state = state
+        call.phase += 1
+
+    def _uniform(self, bounds: tuple[float, float]) -> float:
+        return self.rng.uniform(*bounds)
+
+    def _epoch(self) -> int:
+        return int(self._now.timestamp())
+
+    # --- AMI messages -------------------------------------------------------------------------
+
+    def _send(self, event: str, *parts: Message) -> None:
+        message = {"Event": event, "Privilege": PRIVILEGE.get(event, "call,all"),
+                   "Timestamp": f"{self._now.timestamp():.6f}"}
+        for part in parts:
+            message.update(part)
+        self.emitted += 1
+        self.emit(message)
+
+    def _newexten(self, leg: Leg, priority: int, application: str, data: str = "") -> None:
+        leg.priority = priority
+        self._send("Newexten", leg.block(), {"Extension": leg.exten, "Application": application,
+                                             "AppData": data})
+
+    def _user_event(self, leg: Leg, priority: int, name: str, values: Message) -> None:
+        self._newexten(leg, priority, "UserEvent", ",".join([name] + [f"{k}: {v}" for k, v in values.items()]))
+        self._send("UserEvent", leg.block(), {"UserEvent": name, **values})
+
+    def _caller_id(self, leg: Leg, cid: tuple[str, str]) -> None:
+        leg.cid = cid
+        pres = ("33 (Presentation Restricted, Passed Screen)" if cid[0] == "anonymous"
+                else "0 (Presentation Allowed, Not Screened)")
+        self._send("NewCallerid", leg.block(), {"CID-CallingPres": pres})
+
+    def _up(self, leg: Leg) -> None:
+        leg.state = 6
+        self._send("Newstate", leg.block())
+
+    def _hangup(self, leg: Leg, cause: int) -> None:
+        self._send("Hangup", leg.block(), {"Cause": str(cause), "Cause-txt": CAUSE_TXT[cause]})
+
+    def _device(self, device: str, state: str) -> None:
+        self._send("DeviceStateChange", {"Device": device, "State": state})
+
+    def _hotline_device(self, call: Call) -> None:
+        busy = any(c is not call and c.hotline == call.hotline for c in self.calls)
+        self._device(f"Local/{call.hotline}@hotline", "INUSE" if busy else "NOT_INUSE")
+
+    def _member_event(self, event: str, m: Member) -> None:
+        a = m.agent
+        self._send(event, {
+            "Queue": m.queue.name, "MemberName": a.name, "Interface": a.interface,
+            "StateInterface": f"Custom:{a.exten}", "Membership": "dynamic", "Penalty": str(m.penalty),
+            "CallsTaken": str(m.calls_taken), "LastCall": str(m.last_call), "LastPause": str(m.last_pause),
+            "LoginTime": str(m.login_time), "InCall": "1" if a.busy else "0",
+            "Status": "5" if a.unreachable else "1", "Paused": "1" if m.paused else "0",
+            "PausedReason": m.reason, "Ringinuse": "0", "Wrapuptime": "0"})
+
+    def _queue_event(self, event: str, call: Call, values: Message) -> None:
+        self._send(event, call.two.block(), {"Queue": call.queue.name, **values})
+
+    def _agent_event(self, event: str, call: Call, m: Member, values: Message | None = None) -> None:
+        dest = call.agent_legs[0].block("Dest") if call.agent_legs else {}
+        self._send(event, call.two.block(), dest, {"Queue": m.queue.name, "Interface": m.agent.interface,
+                                                   "MemberName": m.agent.name, **(values or {})})
+
+    def _local_pair(self, exten: str, context: str, linkedid: str | None = None) -> tuple[Leg, Leg]:
+        name = f"Local/{exten}@{context}-{next(self._local):08x}"
+        first = f"{self._epoch()}.{next(self._seq)}"
+        second = f"{self._epoch()}.{next(self._seq)}"
+        linkedid = linkedid or first
+        return (Leg(f"{name};1", first, linkedid, context, exten, state=0),
+                Leg(f"{name};2", second, linkedid, context, exten, state=4))
+
+    # --- presence -----------------------------------------------------------------------------
+
+    def _queue_availability(self, queue: Queue) -> None:
+        available = any(m.logged_in and not m.paused for m in queue.members)
+        if available != queue.has_available:
+            queue.has_available = available
+            self._device(f"Queue:{queue.name}_avail", "NOT_INUSE" if available else "INUSE")
+
+    def _login(self, m: Member) -> None:
+        m.logged_in, m.paused, m.reason, m.login_time = True, False, "", self._epoch()
+        self._member_event("QueueMemberAdded", m)
+        self._queue_availability(m.queue)
+        self._dispatch_all()
+
+    def _logout(self, m: Member) -> None:
+        m.logged_in = False
+        self._member_event("QueueMemberRemoved", m)
+        if m.paused:
+            self._device(f"Queue:{m.queue.name}_pause_{m.agent.interface}", "NOT_INUSE")
+        m.paused, m.reason = False, ""
+        self._queue_availability(m.queue)
+
+    def _set_pause(self, m: Member, paused: bool, reason: str = "") -> None:
+        m.paused, m.reason = paused, reason if paused else ""
+        if paused:
+            m.last_pause = self._epoch()
+        self._device(f"Queue:{m.queue.name}_pause_{m.agent.interface}", "INUSE" if paused else "NOT_INUSE")
+        self._queue_availability(m.queue)
+        self._member_event("QueueMemberPause", m)
+        if not paused:
+            self._dispatch_all()
+
+    def _unpause(self, m: Member, reason: str) -> None:
+        if m.logged_in and m.paused and m.reason == reason:
+            self._set_pause(m, False)
+
+    def _relogin(self, m: Member) -> None:
+        if not m.logged_in and not self.stopping:
+            self._login(m)
+
+    def _reachable(self, agent: Agent, reachable: bool) -> None:
+        agent.unreachable = not reachable
+        for m in self._members_of(agent):
+            if m.logged_in:
+                self._member_event("QueueMemberStatus", m)
+        self._device(f"Custom:{agent.exten}", "NOT_INUSE" if reachable else "UNAVAILABLE")
+        if reachable:
+            self._dispatch_all()
+
+    def _members_of(self, agent: Agent) -> list[Member]:
+        return [m for q in self.queues.values() for m in q.members if m.agent is agent]
+
+    def _pause_reason(self) -> str:
+        hour = self._now.astimezone(self.hours.tz).hour
+        if 11 <= hour < 14 and self.rng.random() < 0.8:
+            return "午休"
+        return self.rng.choice(("会议", "会议", "培训", "临时离开"))
+
+    def _presence(self) -> None:
+        """One presence change somewhere, while at most a few members are away at once."""
+        if self.stopping:
+            return
+        members = [m for q in self.queues.values() for m in q.members]
+        away = sum(1 for m in members if not m.logged_in or m.paused or m.agent.unreachable)
+        idle = [m for m in members if m.logged_in and not m.paused and m.agent.free]
+        if idle and away < max(2, len(members) // 5):
+            m = self.rng.choice(idle)
+            kind = self.rng.choices(("pause", "logout", "unreachable"), (6, 2, 1))[0]
+            if kind == "pause":
+                reason = self._pause_reason()
+                self._set_pause(m, True, reason)
+                self._later(self._uniform(self.timing.pause), self._unpause, m, reason)
+            elif kind == "logout":
+                self._logout(m)
+                self._later(self._uniform(self.timing.away), self._relogin, m)
+            else:
+                self._reachable(m.agent, False)
+                self._later(self._uniform(self.timing.away), self._reachable, m.agent, True)
+        self._later(self._uniform(self.timing.presence_every), self._presence)
+
+    # --- a call through the hotline dialplan --------------------------------------------------
+
+    def _arrival(self) -> None:
+        if self.stopping:
+            return
+        self.start_call()
+        self._later(self._gap(), self._arrival)
+
+    def _gap(self) -> float:
+        """Seconds to the next call: mean 1/rate, less bursty than Poisson (Erlang, k = 4)."""
+        return self.rng.gammavariate(4, 1 / (4 * self.rate))
+
+    def start_call(self, department: str | None = None, intent: str | None = None) -> Call:
+        """A citizen dials a department's hotline (random department and intention by default)."""
+        self._sync()
+        queues = list(self.queues.values())
+        if department is None:
+            weights = [DEPARTMENT_WEIGHTS.get(q.department, 1) for q in queues]
+            queue = self.rng.choices(queues, weights)[0]
+        else:
+            queue = next((q for q in queues if q.department == department), None)
+            if queue is None:
+                raise ValueError(f"department {department!r} has no hotline queue")
+        one, two = self._local_pair(queue.hotline, "hotline")
+        call = Call(intent, queue.department, queue.hotline, queue, one, two, None)
+        self.calls.append(call)
+        self.calls_started += 1
+        caller = self._caller()
+        for leg in (one, two):
+            self._send("Newchannel", leg.block())
+        self._newexten(one, 1, "AppDial2", "(Outgoing Line)")
+        self._caller_id(one, caller)
+        one.connected = two.connected = caller
+        self._caller_id(two, caller)
+        self._newexten(two, 1, "NoOp", f"Hotline {queue.hotline} from {caller[0]} queue {queue.name}")
+        self._newexten(two, 2, "Answer")
+        self._up(two)
+        self._up(one)
+        self._device(f"Local/{call.hotline}@hotline", "INUSE")
+        self._device(f"Local/{call.hotline}@hotline", "INUSE")
+        self._for_call(self.timing.ivr_answer, call, self._ivr)
+        return call
+
+    def _ivr(self, call: Call) -> None:
+        two = call.two
+        if not self.hours.is_open(call.department, self._now):
+            self._enter(call, State.CLOSED)
+            self._newexten(two, 3, "GotoIf", "1?closed")
+            self._user_event(two, 9, "AfterHours", {"Hotline": call.hotline})
+            self._newexten(two, 10, "Wait", "1")
+            self._for_call(self.timing.after_hours_message, call, self._closed_end)
+            return
+        if call.intent is None:
+            call.intent = self._deal()
+        patience = {"abandon_short": self.timing.short_patience,
+                    "abandon_long": self.timing.long_patience}.get(call.intent)
+        call.patience = self._uniform(patience) if patience else None
+        menu = self._uniform(self.timing.ivr_menu)
+        self._newexten(two, 3, "GotoIf", "0?closed")
+        self._newexten(two, 4, "Wait", f"{round(menu, 1):g}")
+        if call.intent == "ivr_hangup":
+            self._for_call(menu * self.rng.uniform(0.2, 0.9), call, self._ivr_hangup)
+        else:
+            self._for_call(menu, call, self._join, call.queue)
+
+    def _closed_end(self, call: Call) -> None:
+        self._newexten(call.two, 11, "Hangup")
+        self._hangup(call.two, 16)
+        self._hangup(call.one, 16)
+        self._finish(call)
+
+    def _ivr_hangup(self, call: Call) -> None:
+        self._hangup(call.one, 0)
+        self._hangup(call.two, 0)
+        self._finish(call)
+
+    def _join(self, call: Call, queue: Queue) -> None:
+        self._enter(call, State.QUEUED)
+        call.queue, call.ringing, call.retry_pending = queue, None, False
+        choice = "0" if self.rng.random() < 0.15 else "1"        # 0: "a person, please"
+        self._user_event(call.two, 5, "IvrChoice", {"Queue": queue.name, "Choice": choice})
+        self._newexten(call.two, 6, "Queue", f"{queue.name},t,,,{self.timing.queue_timeout:g}")
+        if not queue.waiting:
+            self._device(f"Queue:{queue.name}", "RINGING")
+        queue.waiting.append(call)
+        call.joined_at, call.original_position = self._now, len(queue.waiting)
+        self._queue_event("QueueCallerJoin", call, {"Position": str(len(queue.waiting)),
+                                                    "Count": str(len(queue.waiting))})
+        if call.patience is not None:
+            self._for_call(call.patience, call, self._abandon)
+        self._for_call(self.timing.queue_timeout, call, self._timeout)
+        self._dispatch(queue)
+
+    # --- the queue ----------------------------------------------------------------------------
+
+    def _dispatch_all(self) -> None:
+        for queue in self.queues.values():
+            self._dispatch(queue)
+
+    def _dispatch(self, queue: Queue) -> None:
+        """Offer waiting callers, in order, to available members: lowest penalty first."""
+        if self._closing:
+            return
+        for call in list(queue.waiting):
+            if call.ringing or call.retry_pending:
+                continue
+            available = [m for m in queue.members if m.available]
+            if not available:
+                return
+            self._ring(call, min(available, key=lambda m: m.penalty))
+
+    def _ring(self, call: Call, m: Member) -> None:
+        agent = m.agent
+        one, two = call.agent_legs = self._local_pair(agent.exten, "agents", call.one.linkedid)
+        call.ringing, agent.ringing, call.ring_started = m, call, self._now
+        call.rings += 1
+        for leg in (one, two):
+            self._send("Newchannel", leg.block())
+        one.cid = call.two.cid
+        self._newexten(one, 1, "AppQueue", "(Outgoing Line)")
+        self._caller_id(one, call.two.cid)
+        one.connected = two.connected = call.two.cid
+        self._caller_id(two, call.two.cid)
+        one.exten = call.two.exten
+        self._agent_event("AgentCalled", call, m)
+        self._newexten(two, 1, "NoOp", f"Agent {agent.exten} offered a call")
+        answers = call.intent not in UNANSWERED and not (call.intent == "a_misses" and call.misses == 0)
+        if answers:
+            pickup = self._uniform(self.timing.pickup)
+            self._newexten(two, 2, "GotoIf", "0?noans")
+            self._newexten(two, 3, "Wait", f"{round(pickup, 1):g}")
+            self._for_call(pickup, call, self._answer, m, call.rings)
+        else:
+            self._newexten(two, 2, "GotoIf", "1?noans")
+            self._newexten(two, 7, "Wait", "120")
+            self._for_call(self.timing.ring_timeout, call, self._no_answer, m, call.rings)
+
+    def _answer(self, call: Call, m: Member, ring: int) -> None:
+        if call.ringing is not m or call.rings != ring:
+            return
+        agent, (one, two) = m.agent, call.agent_legs
+        self._newexten(two, 4, "Answer")
+        self._up(two)
+        self._up(one)
+        self._newexten(one, 1, "AppQueue", "(Outgoing Line)")
+        self._device(f"Local/{agent.exten}@agents", "INUSE")
+        self._device(f"Local/{agent.exten}@agents", "INUSE")
+        self._leave_queue(call)
+        call.hold = int((self._now - call.joined_at).total_seconds())
+        ring_time = max(1, round((self._now - call.ring_started).total_seconds()))
+        self._agent_event("AgentConnect", call, m, {"HoldTime": str(call.hold), "RingTime": str(ring_time)})
+        self._enter(call, State.TALKING)
+        call.ringing, agent.ringing, agent.busy = None, None, call
+        call.member, call.connected_at = m, self._now
+        m.calls_taken, m.last_call = m.calls_taken + 1, self._epoch()
+        talk = self._uniform(self.timing.talk)
+        self._newexten(two, 5, "Wait", f"{round(talk, 1):g}")
+        target = self._transfer_target(call) if call.intent == "transfer" and not call.transferred else None
+        if target is not None:
+            self._for_call(self._uniform(self.timing.before_transfer), call, self._transfer, target)
+        else:
+            self._for_call(talk, call, self._end_talk, self.rng.random() < 0.4)
+        self._dispatch_all()
+
+    def _no_answer(self, call: Call, m: Member, ring: int) -> None:
+        if call.ringing is not m or call.rings != ring:
+            return
+        ring_ms = int((self._now - call.ring_started).total_seconds() * 1000)
+        self._agent_event("AgentRingNoAnswer", call, m, {"RingTime": str(ring_ms)})
+        self._set_pause(m, True, "Auto-Pause")                    # queues.conf: autopause = yes
+        self._later(self._uniform(self.timing.auto_pause), self._unpause, m, "Auto-Pause")
+        self._cancel_ring(call)
+        call.misses += 1
+        call.retry_pending = True
+        self._for_call(self.timing.retry, call, self._retry)
+
+    def _retry(self, call: Call) -> None:
+        call.retry_pending = False
+        self._dispatch(call.queue)
+
+    def _cancel_ring(self, call: Call, first_half_only: bool = False) -> None:
+        """The offered agent's channels go away (ring no answer, or the caller left)."""
+        agent = call.ringing.agent
+        one, two = call.agent_legs
+        if one is not None:
+            self._hangup(one, 0)
+        if first_half_only:
+            call.agent_legs = (None, two)
+            return
+        self._hangup(two, 0)
+        self._device(f"Local/{agent.exten}@agents", "NOT_INUSE")
+        self._device(f"Local/{agent.exten}@agents", "NOT_INUSE")
+        call.ringing, agent.ringing, call.agent_legs = None, None, None
+
+    def _leave_queue(self, call: Call) -> None:
+        queue = call.queue
+        position = queue.waiting.index(call) + 1
+        queue.waiting.remove(call)
+        if not queue.waiting:
+            self._device(f"Queue:{queue.name}", "NOT_INUSE")
+        self._queue_event("QueueCallerLeave", call, {"Position": str(position), "Count": str(len(queue.waiting))})
+
+    def _queue_abandon_event(self, call: Call) -> None:
+        hold = int((self._now - call.joined_at).total_seconds())
+        self._queue_event("QueueCallerAbandon", call, {
+            "Position": str(call.queue.waiting.index(call) + 1),
+            "OriginalPosition": str(call.original_position), "HoldTime": str(hold)})
+
+    def _abandon(self, call: Call) -> None:
+        """The caller hangs up while waiting (or while an agent's phone rings)."""
+        ringing = call.ringing is not None
+        if ringing:
+            self._hangup(call.one, 0)
+            self._cancel_ring(call, first_half_only=True)
+            self._queue_abandon_event(call)
+        else:
+            self._queue_abandon_event(call)
+            self._hangup(call.one, 0)
+        self._leave_queue(call)
+        if ringing:
+            self._cancel_ring(call)
+        self._complete_transferred(call)
+        self._hangup(call.two, 0)
+        self._finish(call)
+
+    def _timeout(self, call: Call) -> None:
+        """QTIMEOUT passed: Queue() returns TIMEOUT and the dialplan goes on, then hangs up."""
+        if call.ringing is not None:
+            self._cancel_ring(call)
+        self._queue_abandon_event(call)
+        self._leave_queue(call)
+        self._user_event(call.two, 7, "QueueExit", {"Queue": call.queue.name, "Status": "TIMEOUT"})
+        self._newexten(call.two, 8, "Hangup")
+        self._complete_transferred(call)
+        self._hangup(call.two, 16)
+        self._hangup(call.one, 16)
+        self._finish(call)
+
+    # --- talking ------------------------------------------------------------------------------
+
+    def _end_talk(self, call: Call, by_caller: bool) -> None:
+        m, (one, two) = call.member, call.agent_legs
+        talk = str(int((self._now - call.connected_at).total_seconds()))
+        values = {"HoldTime": str(call.hold), "TalkTime": talk, "Reason": "caller" if by_caller else "agent"}
+        if by_caller:
+            self._hangup(call.one, 16)
+            self._agent_event("AgentComplete", call, m, values)
+            self._complete_transferred(call)
+            self._hangup(call.two, 16)
+            self._hangup(one, 16)
+            self._hangup(two, 16)
+        else:
+            self._newexten(two, 6, "Hangup")
+            self._agent_event("AgentComplete", call, m, values)
+            self._hangup(two, 16)
+            self._hangup(one, 16)
+            self._complete_transferred(call)
+            self._hangup(call.two, 16)
+            self._hangup(call.one, 16)
+        self._device(f"Local/{m.agent.exten}@agents", "NOT_INUSE")
+        self._device(f"Local/{m.agent.exten}@agents", "NOT_INUSE")
+        m.agent.busy = None
+        self._finish(call)
+        self._dispatch_all()
+
+    def _transfer_target(self, call: Call) -> Queue | None:
+        targets = [q for q in self.queues.values()
+                   if q.department != call.department and self.hours.is_open(q.department, self._now)]
+        return self.rng.choice(targets) if targets else None
+
+    def _transfer(self, call: Call, target: Queue) -> None:
+        """The agent blind-transfers the caller to another department's hotline (Redirect)."""
+        m, (one, two) = call.member, call.agent_legs
+        old = call.queue
+        call.two.exten = target.hotline
+        self._newexten(call.two, 1, "Queue", f"{old.name},t,,,{self.timing.queue_timeout:g}")
+        self._newexten(call.two, 2, "Answer")
+        self._newexten(call.two, 3, "GotoIf", "0?closed")
+        self._newexten(call.two, 4, "Wait", "0")
+        self._hangup(one, 16)
+        call.transferred.append((m, call.connected_at, call.hold))
+        call.member, call.agent_legs, call.patience = None, None, None
+        m.agent.busy = None
+        self._join(call, target)
+        self._hangup(two, 16)
+        self._device(f"Local/{m.agent.exten}@agents", "NOT_INUSE")
+        self._dispatch_all()
+
+    def _complete_transferred(self, call: Call) -> None:
+        """The first queue's Queue() ends only now: its AgentComplete, without the agent's channel."""
+        for m, connected_at, hold in call.transferred:
+            talk = str(int((self._now - connected_at).total_seconds()))
+            self._send("AgentComplete", call.two.block(), {
+                "Queue": m.queue.name, "Interface": m.agent.interface, "MemberName": m.agent.name,
+                "HoldTime": str(hold), "TalkTime": talk, "Reason": "caller"})
+        call.transferred.clear()
+
+    def _finish(self, call: Call) -> None:
+        self._enter(call, State.DONE)
+        self.calls.remove(call)
+        self._hotline_device(call)
+        self._hotline_device(call)
+
+    # --- callers ------------------------------------------------------------------------------
+
+    def _deal(self) -> str:
+        if not self._deck:
+            self._deck = list(DECK)
+            self.rng.shuffle(self._deck)
+            if not self._decks:          # the first deck: every kind within eight calls
+                rare = [card for card in self._deck if card != "answer"]
+                answers = ["answer"] * (len(self._deck) - len(rare))
+                self._deck = answers[:1] + rare[:3] + answers[1:2] + rare[3:] + answers[2:]
+            self._decks += 1
+        return self._deck.pop(0)
+
+    def _caller(self) -> tuple[str, str]:
+        """A caller ID: mostly mobiles, some Shanghai landlines, a few withheld; some names."""
+        rng = self.rng
+        if self._callers and rng.random() < 0.1:
+            return rng.choice(self._callers)                # calls again
+        roll = rng.random()
+        if roll < 0.02:
+            return ("anonymous", "Anonymous")
+        if roll < 0.17:
+            number = f"021{rng.choice('56')}9{rng.randrange(10**6):06d}"
+        else:
+            number = f"{rng.choice(MOBILE_PREFIXES)}{rng.randrange(10**8):08d}"
+        name = rng.choice(SURNAMES) + rng.choice(GIVEN_NAMES) if rng.random() < 0.4 else UNKNOWN
+        self._callers = (self._callers + [(number, name)])[-50:]
+        return number, name
+
+
+def _queues(settings: Settings) -> dict[str, Queue]:
+    """One queue per department with a hotline; its posts' A (penalty 0) and B (penalty 1) agents."""
+    agents = {a.id: _agent(a) for a in settings.agents}
+    queues: dict[str, Queue] = {}
+    for d in settings.departments:
+        if d.hotlines and d.queues:
+            queues[d.id] = Queue(d.queues[0].name, d.id, d.hotlines[0])
+    for post in settings.posts:
+        queue = queues.get(post.department)
+        if queue is None:
+            continue
+        for agent_id, penalty in ((post.a, 0), (post.b, 1)):
+            if all(m.agent.id != agent_id for m in queue.members):
+                queue.members.append(Member(queue, agents[agent_id], penalty))
+    return queues
+
+
+def _agent(a) -> Agent:
+    """Agents answer on Local channels, as in the lab PBX: Local/1001@agents/n."""
+    interface = next((i for i in a.interfaces if i.startswith("Local/")), f"Local/{a.id}@agents/n")
+    exten = interface.split("/", 1)[1].split("@", 1)[0]
+    return Agent(a.id, a.name, interface, exten)

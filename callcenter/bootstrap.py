@@ -8,13 +8,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from .aftercommit import AfterCommit
 from .cases.service import Cases
 from .clock import SystemClock
 from .domain.cases import Presence
 from .domain.callbacks import CallbackTracker
 from .followup.callbacks import Callbacks
 from .followup.service import FollowUp
+from .coverage.service import Coverage
 from .notify.channels import PanelChannel, build_channels
+from .notify.notifier import Notifier
 from .service import Service
 from .settings import Settings
 from .storage.store import Store
@@ -31,8 +34,10 @@ class App:
     followup: FollowUp
     callbacks: Callbacks
     cases: Cases
+    coverage: Coverage
     panel: PanelChannel                              # what the web panel will show live
     channels: dict                                   # notification channels by name
+    notifier: Notifier
     calendar: object
     clock: object
     extras: list = field(default_factory=list)      # started after the service, stopped before it
@@ -81,18 +86,27 @@ def presence_picture(service: Service, settings: Settings):
     return picture
 
 
-def build(settings: Settings, db_url: str, clock=None) -> App:
+def build(settings: Settings, db_url: str, clock=None, live: bool = False) -> App:
+    """`live`: notifications leave the system (SMS, e-mail) — `serve` only; replays and the
+    demo notify the panel alone."""
     clock = clock or SystemClock()
     store = Store(db_url, clock)
     service = Service(settings, store, clock)
     calendar = build_calendar(settings)
-    cases = Cases(store, settings, calendar, clock, presence=presence_picture(service, settings))
+    panel = PanelChannel()
+    channels = build_channels(settings.notify, panel) if live else {"panel": panel}
+    notifier = Notifier(store, channels, clock)
+    coverage = Coverage(settings, service, store, calendar, clock, notifier)
+    service.subscribe(coverage.on_event)
+    cases = Cases(store, settings, calendar, clock, presence=presence_picture(service, settings),
+                  gap_fallback=coverage.fallback_for)
     followup = FollowUp(store, settings, calendar, clock, available=agent_available(service), owner_of=cases.owner_of)
-    service.on_calls_committed(cases.on_calls_committed)
-    service.on_calls_committed(followup.on_calls_committed)
-    callbacks = Callbacks(followup, service.clients, settings)
+    after_commit = AfterCommit([cases.process_pending, followup.process_pending])
+    service.on_calls_committed(after_commit.on_calls_committed)
+    callbacks = Callbacks(followup, service.clients, settings, catch_up=after_commit.run_once)
     contexts = {"*": frozenset({settings.followup.callback.context})}
     service.add_tracker(CallbackTracker(contexts), callbacks.record)
-    panel = PanelChannel()
-    return App(settings, store, service, followup, callbacks, cases, panel,
-               build_channels(settings.notify, panel), calendar, clock)
+    app = App(settings, store, service, followup, callbacks, cases, coverage, panel, channels, notifier,
+              calendar, clock)
+    app.extras += [after_commit, coverage]
+    return app

@@ -1,4 +1,4 @@
-"""The `callcenter` command: serve, replay, demo, calls list, report daily, config check.
+"""The `callcenter` command: serve, replay, demo, calls/tasks/cases list, report daily, config check.
 
 Entry points stay thin: parse arguments, load configuration, call one function, print.
 """
@@ -54,6 +54,15 @@ def _parser() -> argparse.ArgumentParser:
     tl.add_argument("--assignee", help="agent id, or 'pool' for unassigned tasks")
     tl.add_argument("--date", help="created on YYYY-MM-DD in the configured time zone (default: any day)")
     tl.add_argument("--format", choices=["json", "table"], default="table")
+
+    cases = sub.add_parser("cases", help="first-ask cases").add_subparsers(dest="action", required=True)
+    csl = cases.add_parser("list", parents=[common], help="list first-ask cases")
+    csl.add_argument("--status", choices=["open", "resolved", "escalated", "out_of_scope"])
+    csl.add_argument("--department", help="department id, e.g. market")
+    csl.add_argument("--owner", help="agent id of the case's owner")
+    csl.add_argument("--caller", help="caller number (exact)")
+    csl.add_argument("--date", help="opened on YYYY-MM-DD in the configured time zone (default: any day)")
+    csl.add_argument("--format", choices=["json", "table"], default="table")
 
     report = sub.add_parser("report", help="reports").add_subparsers(dest="action", required=True)
     rd = report.add_parser("daily", parents=[common], help="daily report per department and queue")
@@ -115,6 +124,22 @@ async def _tasks_list(settings: Settings, args) -> str:
     return task_report.render_json(tasks) if args.format == "json" else task_report.render_table(tasks, tz)
 
 
+async def _cases_list(settings: Settings, args) -> str:
+    from reports import cases as case_report
+    from reports.daily import day_bounds
+    from .bootstrap import build
+    tz = ZoneInfo(settings.timezone)
+    since, until = day_bounds(_day(args.date, tz), tz) if args.date else (None, None)
+    app = build(settings, args.db)                  # not started: only its store and cases are used
+    try:
+        await app.store.migrate()
+        cases = await app.cases.list(status=args.status, department=args.department, owner=args.owner,
+                                     caller=args.caller, since=since, until=until)
+    finally:
+        await app.store.close()
+    return case_report.render_json(cases) if args.format == "json" else case_report.render_table(cases, tz)
+
+
 async def _report_daily(settings: Settings, args) -> str:
     from reports import daily
     tz = ZoneInfo(settings.timezone)
@@ -128,9 +153,12 @@ async def _report_daily(settings: Settings, args) -> str:
         cases = await store.case_facts(*bounds)
         now = store.clock.now()
         wrapups = await store.pending_wrapups(min(now, bounds[1]) - timedelta(minutes=settings.cases.wrapup_minutes))
+        sessions = await store.sessions_between(*bounds)
     finally:
         await store.close()
-    report = daily.build(day, records, settings, tasks, now, cases, wrapups)
+    from reports import coverage
+    posts = coverage.posts(day, settings, sessions, now)       # closed sessions only: this process has no live tracker
+    report = daily.build(day, records, settings, tasks, now, cases, wrapups, posts=posts)
     return json.dumps(report, ensure_ascii=False, indent=2) if args.format == "json" else daily.render_table(report)
 
 
@@ -139,11 +167,9 @@ async def _serve(settings: Settings, args) -> None:
     if not settings.pbxes:
         raise ConfigError(f"{args.config}: pbxes: no PBX configured; `serve` needs at least one")
     from .notify.deadlines import DeadlineWatch, Scheduler
-    from .notify.notifier import Notifier
     from .web.app import WebServer
-    app = build(settings, args.db)
-    notifier = Notifier(app.store, app.channels, app.clock)
-    app.extras.append(Scheduler(DeadlineWatch(app.store, settings, notifier, app.clock), app.calendar, settings,
+    app = build(settings, args.db, live=True)
+    app.extras.append(Scheduler(DeadlineWatch(app.store, settings, app.notifier, app.clock), app.calendar, settings,
                                 app.clock))                 # serve only: replays never send SMS
     app.extras.append(WebServer(app))
     for endpoint in settings.pbxes:
@@ -194,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
             runner = _report_daily
         elif args.command == "tasks":
             runner = _tasks_list
+        elif args.command == "cases":
+            runner = _cases_list
         out = asyncio.run(runner(settings, args))
     except ConfigError as exc:
         print(f"callcenter: configuration error:\n{exc}", file=sys.stderr)

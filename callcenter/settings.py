@@ -170,11 +170,20 @@ class Agent(Strict):
     email: str | None = None
 
 
+class PostFallback(Strict):
+    kind: str = Field("pool", pattern="^(post|pool|callback)$")   # where callers go during a gap
+    post: str | None = None                                       # for kind: post
+
+
 class Post(Strict):
     id: str
     department: str
     a: str
     b: str
+    queue: str | None = None                 # default: the department's first queue
+    b_activation: list[str] = Field(default_factory=lambda: ["add", "unpause"])  # how B is made ready
+    b_standby: str = Field("penalty", pattern="^(penalty|remove)$")  # B when A returns
+    fallback: PostFallback = Field(default_factory=PostFallback)
 
 
 class YearSchedule(Strict):
@@ -257,6 +266,13 @@ class Settings(Strict):
             for role in ("a", "b"):
                 if getattr(p, role) not in agents:
                     raise ValueError(f"posts[{i}].{role}: unknown agent {getattr(p, role)!r}")
+        posts = {p.id for p in self.posts}
+        for i, p in enumerate(self.posts):
+            if p.fallback.kind == "post" and p.fallback.post not in posts:
+                raise ValueError(f"posts[{i}].fallback.post: unknown post {p.fallback.post!r}")
+            bad = set(p.b_activation) - {"add", "unpause"}
+            if bad:
+                raise ValueError(f"posts[{i}].b_activation: unknown {sorted(bad)}; use add and/or unpause")
         if self.service_office and self.service_office not in departments:
             raise ValueError(f"service_office: unknown department {self.service_office!r}")
         return self

@@ -15,6 +15,7 @@ from callcenter.domain.records import CallRecord
 from callcenter.settings import Settings
 from callcenter.workdays import build_calendar
 
+from . import coverage
 from .text import grid
 
 
@@ -41,9 +42,11 @@ def opening_hours(settings: Settings):
 
 def build(day: date, records: list[CallRecord], settings: Settings,
           tasks: list[TaskFact] | None = None, now: datetime | None = None,
-          cases: list[CaseFact] | None = None, pending_wrapups: dict[str, int] | None = None) -> dict:
+          cases: list[CaseFact] | None = None, pending_wrapups: dict[str, int] | None = None,
+          posts: list[dict] | None = None) -> dict:
     """The report for one day. `tasks` (follow-up tasks created or closed that day), `cases` and
-    `pending_wrapups` add the follow-up and first-ask figures; `now` judges what is overdue."""
+    `pending_wrapups` add the follow-up and first-ask figures; `now` judges what is overdue;
+    `posts` (reports/coverage.py) adds the A/B coverage per post and, rolled up, per department."""
     directory: Directory = settings.directory()
     tz = ZoneInfo(settings.timezone)
     ms = metric_settings(settings)
@@ -75,8 +78,12 @@ def build(day: date, records: list[CallRecord], settings: Settings,
     for department in by_case:
         by_department.setdefault(department, (Figures(), TaskFigures()))
     no_cases = case_figures([], {"": 0}, start, end, end, settings.cases.escalation_target)[""]
+    by_post = coverage.department_figures(posts) if posts is not None else {}
+    for department in by_post:
+        by_department.setdefault(department, (Figures(), TaskFigures()))
+    no_posts = coverage.NO_POSTS if posts is not None else {}
     departments = [{"department": d, "name": directory.department_names.get(d, d), **f.as_dict(ms), **tf.as_dict(),
-                    **by_case.get(d, no_cases)} for d, (f, tf) in sorted(by_department.items())]
+                    **by_case.get(d, no_cases), **by_post.get(d, no_posts)} for d, (f, tf) in sorted(by_department.items())]
     return {
         "date": day.isoformat(),
         "timezone": settings.timezone,
@@ -98,11 +105,13 @@ def build(day: date, records: list[CallRecord], settings: Settings,
             "first_contact_resolution_rate": "resolved_first_contact / cases_opened",
             "escalation_rate": f"escalated_12345 / cases_closed, target <= {settings.cases.escalation_target:.0%}",
             "wrapup_pending": f"answered calls without a disposition after {settings.cases.wrapup_minutes:g} minutes",
+            **({"coverage": coverage.DEFINITION} if posts is not None else {}),
         },
         "departments": departments,
         "queues": queues,
         "unmapped_queues": [q["queue"] for q in queues if q["department"] is None],
         "totals": {**figures.totals.as_dict(ms), **all_tasks.as_dict()},
+        **({"posts": posts} if posts is not None else {}),
     }
 
 
@@ -129,5 +138,6 @@ def render_table(report: dict) -> str:
     lines += grid(["队列"] + [title for _, title in COLUMNS], qrows)
     if report["unmapped_queues"]:
         lines += ["", "未配置的队列：" + "、".join(report["unmapped_queues"])]
+    lines += coverage.table_lines(report)
     lines += ["", "口径：接通率 = " + report["definitions"]["connect_rate"]]
     return "\n".join(lines)

@@ -25,7 +25,7 @@ from typing import Any, Callable
 from ..clock import SystemClock
 from ..domain import events as ev
 from .framing import Framer
-from .translate import member_state
+from .translate import TRANSLATORS, member_state
 
 log = logging.getLogger(__name__)
 Message = dict[str, str]
@@ -81,7 +81,8 @@ class _Pending:
 class _Protocol(asyncio.Protocol):
     def __init__(self, client: "AmiClient"):
         self.client = client
-        self.framer = Framer()
+        # events no translator reads are cut out unparsed (counted as received, never handed on)
+        self.framer = Framer(events=frozenset(TRANSLATORS) | {"FullyBooted"})
         self.transport: asyncio.Transport | None = None
         self.lost = asyncio.get_running_loop().create_future()
 
@@ -92,8 +93,10 @@ class _Protocol(asyncio.Protocol):
         client = self.client
         received = client.clock.now()
         batch: list = []
-        events = 0
-        for msg in self.framer.feed(data):
+        skipped = self.framer.skipped
+        messages = self.framer.feed(data)
+        events = self.framer.skipped - skipped
+        for msg in messages:
             action_id = msg.get("ActionID")
             if action_id is not None and action_id in client.pending:
                 batch.extend(client._answer(action_id, msg, received))

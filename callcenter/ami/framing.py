@@ -21,8 +21,11 @@ class Framer:
     except ``ChanVariable``-style repeats, which are kept in ``_extra``)."""
 
     def __init__(self, max_message: int = MAX_MESSAGE, expect_banner: bool = True,
-                 kinds: tuple[str, ...] = ("Event", "Response")):
+                 kinds: tuple[str, ...] = ("Event", "Response"), events: frozenset[str] | None = None):
         self.kinds = kinds                 # a message must carry one of these headers
+        # None: parse every message; else only events named here (and anything with an ActionID)
+        self.events = None if events is None else frozenset(e.encode() for e in events)
+        self.skipped = 0
         self.buffer = bytearray()
         self.max_message = max_message
         self.banner: str | None = None if expect_banner else ""
@@ -56,6 +59,8 @@ class Framer:
                 self.skipping = False
             elif end - start > self.max_message:     # arrived whole, in one read: the same rule
                 self._problem("message over %d bytes discarded", self.max_message)
+            elif self.events is not None and self._unwanted(buf, start, end):
+                self.skipped += 1
             else:
                 message = self.parse(bytes(buf[start:end]))
                 if message is not None:
@@ -70,6 +75,14 @@ class Framer:
             # keep the last 3 bytes: they may begin the terminator
             del buf[:-3]
         return out
+
+    def _unwanted(self, buf: bytearray, start: int, end: int) -> bool:
+        """An event nobody asked for, recognised from its first line without decoding it."""
+        if not buf.startswith(b"Event: ", start, end):
+            return False
+        eol = buf.find(b"\r\n", start, end)
+        name = bytes(buf[start + 7:eol if eol >= 0 else end])
+        return name not in self.events and buf.find(b"\r\nActionID:", start, end) < 0
 
     def parse(self, raw: bytes) -> dict[str, str] | None:
         text = raw.decode("utf-8", "replace").lstrip("\r\n")

@@ -125,6 +125,14 @@ def _dial_end(pbx, at, m):
                         m.get("DestLinkedid", ""), m.get("DialStatus", ""))
 
 
+def _contact_status(pbx, at, m):
+    """PJSIP ContactStatus: a phone's registration reachable or not, as a device state."""
+    endpoint = m.get("EndpointName") or m.get("AOR", "")
+    status = m.get("ContactStatus", "")
+    state = "UNAVAILABLE" if status in ("Unreachable", "Removed") else "NOT_INUSE"
+    return ev.DeviceStateChanged(pbx, at, f"PJSIP/{endpoint}", state) if endpoint else None
+
+
 TRANSLATORS: dict[str, Callable[[str, datetime, Message], ev.Event | None]] = {
     "Newchannel": _newchannel,
     "NewCallerid": _newcallerid,
@@ -146,6 +154,7 @@ TRANSLATORS: dict[str, Callable[[str, datetime, Message], ev.Event | None]] = {
     "DeviceStateChange": _device_state,
     "OriginateResponse": _originate_response,
     "DialEnd": _dial_end,
+    "ContactStatus": _contact_status,
 }
 
 

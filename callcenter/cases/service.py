@@ -25,12 +25,14 @@ log = logging.getLogger(__name__)
 
 class Cases:
     def __init__(self, store: Store, settings, calendar, clock,
-                 presence: Callable[[], dict[str, rules.Presence]] = dict):
+                 presence: Callable[[], dict[str, rules.Presence]] = dict,
+                 gap_fallback: Callable[[str, str], tuple[str, str | None] | None] = lambda dept, pbx: None):
         self.store = store
         self.settings = settings
         self.calendar = calendar
         self.clock = clock
         self.presence = presence
+        self.gap_fallback = gap_fallback      # A/B coverage: where callers go when nobody is on duty
         self.directory = settings.directory()
         cfg = settings.cases
         self.rule = rules.DeadlineRule(cfg.simple_workdays, cfg.complex_workdays, cfg.knowledge_gap_workdays)
@@ -59,7 +61,7 @@ class Cases:
         await self.process_pending()
 
     async def _process(self, record: CallRecord) -> None:
-        async with self.store.engine.begin() as conn:
+        async with self.store.begin() as conn:
             claimed = await conn.execute(update(t.calls).where(
                 t.calls.c.pbx == record.pbx, t.calls.c.id == record.id, t.calls.c.cases_done == false())
                 .values(cases_done=True))
@@ -118,7 +120,7 @@ class Cases:
                       work_order: str = "", directed_to: str = "", note: str = "") -> dict:
         """The agent's wrap-up of an answered call; decides the case's fate and deadline."""
         now = self.clock.now()
-        async with self.store.engine.begin() as conn:
+        async with self.store.begin() as conn:
             links = (await conn.execute(select(t.case_calls).where(
                 t.case_calls.c.pbx == pbx, t.case_calls.c.call_id == call_id)
                 .order_by(t.case_calls.c.seq))).mappings().all()
@@ -173,7 +175,7 @@ class Cases:
         if agent != case["owner"]:
             raise TaskError(f"only the owner ({case['owner']}) closes case {case_id}", 403)
         now = self.clock.now()
-        async with self.store.engine.begin() as conn:
+        async with self.store.begin() as conn:
             await conn.execute(update(t.cases).where(t.cases.c.id == case_id).values(
                 status="resolved", closed_at=now, disposition=rules.Disposition.RESOLVED.value))
             await self._event(conn, case_id, now, "resolved", agent, {"note": note})
@@ -189,7 +191,7 @@ class Cases:
         if new_owner not in self.directory.agent_names:
             raise TaskError(f"unknown agent {new_owner!r}")
         now = self.clock.now()
-        async with self.store.engine.begin() as conn:
+        async with self.store.begin() as conn:
             await conn.execute(update(t.cases).where(t.cases.c.id == case_id).values(owner=new_owner))
             await self._event(conn, case_id, now, "reassigned", by,
                               {"from": case["owner"], "to": new_owner, "reason": reason.strip()})
@@ -197,11 +199,14 @@ class Cases:
 
     # --- routing ------------------------------------------------------------------------------
 
-    async def owner_of(self, caller_num: str, department: str) -> str | None:
-        async with self.store.engine.connect() as conn:
-            return (await conn.execute(select(t.cases.c.owner).where(
-                t.cases.c.caller_num == caller_num, t.cases.c.department == department,
-                t.cases.c.status == "open").limit(1))).scalar()
+    async def owner_of(self, caller_num: str, department: str, conn=None) -> str | None:
+        """The owner of the caller's open case in the department; `conn`: inside a transaction."""
+        query = select(t.cases.c.owner).where(t.cases.c.caller_num == caller_num, t.cases.c.department == department,
+                                              t.cases.c.status == "open").limit(1)
+        if conn is not None:
+            return (await conn.execute(query)).scalar()
+        async with self.store.engine.connect() as own:
+            return (await own.execute(query)).scalar()
 
     async def route(self, caller_num: str, hotline: str | None = None, department: str | None = None,
                     pbx: str | None = None) -> rules.Route:
@@ -217,7 +222,9 @@ class Cases:
                     t.cases.c.status == "open").limit(1))).first()
             if row is not None:
                 case_id, owner = row
-        return rules.route(department, queue, case_id, owner, self.presence(), self.posts.get(department or "", []))
+        fallback = self.gap_fallback(department, pbx or "*") if department else None
+        return rules.route(department, queue, case_id, owner, self.presence(), self.posts.get(department or "", []),
+                           fallback)
 
     # --- reads --------------------------------------------------------------------------------
 

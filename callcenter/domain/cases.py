@@ -138,13 +138,20 @@ class Route:
     owner: str | None
     preferred_agent: str | None        # tried first, then the queue
     preferred_interfaces: tuple[str, ...]
-    reason: str                        # owner_available, owner_away_post, no_case, unknown_department
+    reason: str                        # owner_available, owner_away_post, owner_away_queue, no_case,
+                                       # unknown_department, coverage_gap
+    fallback: str | None = None        # during a coverage gap: "pool", "post:<id>" or "callback"
 
 
 def route(department: str | None, queue: str | None, case_id: int | None, owner: str | None,
-          presence: dict[str, Presence], posts: list[tuple[str, str]]) -> Route:
+          presence: dict[str, Presence], posts: list[tuple[str, str]],
+          gap_fallback: tuple[str, str | None] | None = None) -> Route:
+    """`gap_fallback`: (kind, queue) when nobody on the department's posts is available."""
     if department is None:
         return Route(None, queue, None, None, None, (), "unknown_department")
+    if gap_fallback is not None:
+        kind, fallback_queue = gap_fallback
+        return Route(department, fallback_queue or queue, case_id, owner, None, (), "coverage_gap", kind)
     if case_id is None or owner is None:
         return Route(department, queue, None, None, None, (), "no_case")
     p = presence.get(owner)

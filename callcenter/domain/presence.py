@@ -62,13 +62,17 @@ class PresenceTracker:
     def __init__(self, directory: Directory):
         self.directory = directory
         self.members: dict[tuple[str, str, str], Member] = {}
+        self.seats: dict[tuple[str, str, str], Member] = {}     # (pbx, queue, agent id) -> member
 
     def feed(self, event: ev.Event) -> list[AgentSession]:
         if isinstance(event, ev.MemberState):
             return self._state(event)
         if isinstance(event, ev.MemberRemoved):
             member = self.members.pop((event.pbx, event.queue, event.interface), None)
-            return self._close(member, event.at) if member else []
+            if member is None:
+                return []
+            self._unseat(member)
+            return self._close(member, event.at)
         if isinstance(event, ev.DeviceStateChanged):
             return self._device(event)
         if isinstance(event, ev.Resynced):
@@ -85,11 +89,17 @@ class PresenceTracker:
             member = self.members[key] = Member(
                 e.pbx, e.queue, e.interface, e.member_name, self.directory.agent_of(e.interface, e.member_name),
                 e.state_interface, e.penalty, e.at)
+            if member.agent is not None:
+                self.seats[(e.pbx, e.queue, member.agent)] = member
         member.penalty = e.penalty
         closed = self._set_pause(member, e.paused, e.paused_reason, e.at)
         closed += self._set_reachable(member, e.status not in UNREACHABLE_STATUS, e.at)
         member.status = e.status
         return closed
+
+    def _unseat(self, member: Member) -> None:
+        if member.agent is not None and self.seats.get((member.pbx, member.queue, member.agent)) is member:
+            del self.seats[(member.pbx, member.queue, member.agent)]
 
     def _device(self, e: ev.DeviceStateChanged) -> list[AgentSession]:
         closed: list[AgentSession] = []
@@ -128,7 +138,9 @@ class PresenceTracker:
         fresh = {(m.pbx, m.queue, m.interface): m for m in e.members}
         closed: list[AgentSession] = []
         for key in [k for k in self.members if k[0] == e.pbx and k not in fresh]:
-            closed += self._close(self.members.pop(key), e.at, reconciled=True)
+            member = self.members.pop(key)
+            self._unseat(member)
+            closed += self._close(member, e.at, reconciled=True)
         for state in fresh.values():
             closed += self._state(state)
         return closed

@@ -25,8 +25,9 @@ log = logging.getLogger(__name__)
 
 
 class Callbacks:
-    def __init__(self, followup: FollowUp, clients: dict, settings):
+    def __init__(self, followup: FollowUp, clients: dict, settings, catch_up=None):
         self.followup = followup
+        self.catch_up = catch_up or followup.process_pending   # tasks of calls committed before
         self.store = followup.store
         self.clients = clients                 # pbx id -> AmiClient (the service's)
         self.settings = settings
@@ -51,7 +52,7 @@ class Callbacks:
             raise TaskError(f"PBX {pbx} is not connected", 503)
         key = f"{KEY_PREFIX}{task_id}-{len(task['callbacks']) + 1}"
         now = self.followup.clock.now()
-        async with self.store.engine.begin() as conn:
+        async with self.store.begin() as conn:
             await conn.execute(insert(t.callback_attempts).values(
                 key=key, task_id=task_id, pbx=pbx, agent=agent, number=task["caller_num"],
                 requested_at=now, result="pending", reason_code=""))
@@ -83,6 +84,7 @@ class Callbacks:
         return next(iter(self.clients), "pbx1")
 
     async def record(self, results: list[AttemptResult]) -> None:
+        await self.catch_up()          # a callback may answer a call committed a moment ago
         for r in results:
             try:
                 await self._record(r)
@@ -91,7 +93,7 @@ class Callbacks:
 
     async def _record(self, r: AttemptResult) -> None:
         number = r.number[len(self.cfg.dial_prefix):] if r.number.startswith(self.cfg.dial_prefix) else r.number
-        async with self.store.engine.begin() as conn:
+        async with self.store.begin() as conn:
             row = (await conn.execute(select(t.callback_attempts).where(t.callback_attempts.c.key == r.key))).first()
             if row is None:
                 # a callback we did not start (placed on the PBX): attach it to the caller's open task
@@ -106,7 +108,7 @@ class Callbacks:
                            failed_leg=r.failed_leg, uniqueid=r.uniqueid)
 
     async def _finish(self, key, result, reason_code, answered_at, ended_at, talk, failed_leg="agent", uniqueid=""):
-        async with self.store.engine.begin() as conn:
+        async with self.store.begin() as conn:
             row = (await conn.execute(select(t.callback_attempts).where(t.callback_attempts.c.key == key))).mappings().first()
             if row is None or row["result"] != "pending":
                 return                                   # already recorded

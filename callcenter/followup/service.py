@@ -34,7 +34,7 @@ class TaskError(Exception):
         self.code = code          # a stable machine-readable reason for API clients
 
 
-async def _no_owner(number: str, department: str) -> str | None:
+async def _no_owner(number: str, department: str, conn=None) -> str | None:
     return None
 
 
@@ -50,7 +50,7 @@ def policy_from(settings) -> rules.Policy:
 class FollowUp:
     def __init__(self, store: Store, settings, calendar, clock,
                  available: Callable[[str], bool] = lambda agent: True,
-                 owner_of: Callable[[str, str], Awaitable[str | None]] | None = None):
+                 owner_of: Callable[..., Awaitable[str | None]] | None = None):
         self.store = store
         self.settings = settings
         self.calendar = calendar
@@ -85,7 +85,7 @@ class FollowUp:
         await self.process_pending()
 
     async def _process(self, record: CallRecord) -> None:
-        async with self.store.engine.begin() as conn:
+        async with self.store.begin() as conn:
             claimed = await conn.execute(update(t.calls).where(
                 t.calls.c.pbx == record.pbx, t.calls.c.id == record.id, t.calls.c.followup_done == false())
                 .values(followup_done=True))
@@ -125,7 +125,7 @@ class FollowUp:
 
     async def _open(self, conn, d: rules.OpenNew, now: datetime) -> int:
         deadline = self.calendar.add_workdays(d.miss.at, self.policy.contact_workdays, self.windows(d.department))
-        owner = await self.owner_of(d.caller_num, d.department)
+        owner = await self.owner_of(d.caller_num, d.department, conn)
         who = rules.assign(d.department, d.caller_num, self.posts, lambda number, department: owner, self.available)
         queue = d.miss.queue or self.directory.main_queue(d.department, d.miss.pbx)
         result = await conn.execute(insert(t.tasks).values(
@@ -188,7 +188,7 @@ class FollowUp:
         if closure_ is rules.Closure.UNREACHABLE and task["attempts"] < self.policy.max_attempts:
             raise TaskError(f"unreachable needs {self.policy.max_attempts} callback attempts; "
                             f"task {task_id} has {task['attempts']}", 409, "too_few_attempts")
-        async with self.store.engine.begin() as conn:
+        async with self.store.begin() as conn:
             await self._close(conn, task_id, closure_, self.clock.now(), by, note, {})
         return await self.get(task_id)
 
@@ -196,7 +196,7 @@ class FollowUp:
         if agent is not None and agent not in self.directory.agent_names:
             raise TaskError(f"unknown agent {agent!r}", code="unknown_agent")
         await self.get(task_id)
-        async with self.store.engine.begin() as conn:
+        async with self.store.begin() as conn:
             await conn.execute(update(t.tasks).where(t.tasks.c.id == task_id).values(
                 assignee=agent, assigned_via="manual" if agent else "pool"))
             await self._event(conn, task_id, self.clock.now(), "assigned", None, None, {"agent": agent, "by": by})
@@ -204,7 +204,7 @@ class FollowUp:
 
     async def add_note(self, task_id: int, note: str, by: str) -> dict:
         await self.get(task_id)
-        async with self.store.engine.begin() as conn:
+        async with self.store.begin() as conn:
             await self._event(conn, task_id, self.clock.now(), "note", None, None, {"note": note, "by": by})
         return await self.get(task_id)
 

@@ -42,7 +42,7 @@ class Notifier:
             log.warning("notification %s: channel %r is not configured; not sent", key, channel)
             return False
         try:
-            async with self.store.engine.begin() as conn:
+            async with self.store.begin() as conn:
                 result = await conn.execute(insert(t.notifications).values(
                     key=key, channel=channel, recipient=recipient, subject=subject, body=body,
                     status="claimed", attempts=1, error="", created_at=self.clock.now()))
@@ -72,13 +72,13 @@ class Notifier:
         delivered = 0
         for row in rows:
             if still_wanted is not None and not still_wanted(row["key"]):
-                async with self.store.engine.begin() as conn:
+                async with self.store.begin() as conn:
                     await conn.execute(update(t.notifications).where(
                         N.id == row["id"], N.status == "failed").values(status="expired"))
                 continue
             if row["channel"] not in self.channels:
                 continue
-            async with self.store.engine.begin() as conn:
+            async with self.store.begin() as conn:
                 claimed = await conn.execute(update(t.notifications).where(
                     N.id == row["id"], N.status == "failed").values(
                     status="claimed", attempts=N.attempts + 1))
@@ -117,5 +117,5 @@ class Notifier:
         return True
 
     async def _mark(self, row_id: int, **values) -> None:
-        async with self.store.engine.begin() as conn:
+        async with self.store.begin() as conn:
             await conn.execute(update(t.notifications).where(N.id == row_id).values(**values))

@@ -6,7 +6,9 @@ duplicates a record.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
+from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -43,8 +45,24 @@ class Store:
         self.url = async_url(url)
         self.engine: AsyncEngine = create_async_engine(self.url)
         self.dialect = self.engine.dialect.name
+        # writes begin through `begin()`: on SQLite they take the write lock at once (see _sqlite_begin)
+        self._writer = self.engine.execution_options(immediate=True)
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
+
+    @asynccontextmanager
+    async def begin(self):
+        """A write transaction (`async with store.begin() as conn`); reads use engine.connect().
+        On SQLite, writers of this process take turns on an asyncio lock rather than spinning
+        in SQLite's busy handler (SQLite has one writer at a time anyway)."""
+        if self.dialect != "sqlite":
+            async with self._writer.begin() as conn:
+                yield conn
+            return
+        async with _write_lock(self.url):
+            async with self._writer.begin() as conn:
+                yield conn
 
     async def migrate(self) -> None:
         def upgrade(connection) -> None:
@@ -52,7 +70,7 @@ class Store:
             cfg.set_main_option("script_location", str(MIGRATIONS))
             cfg.attributes["connection"] = connection
             command.upgrade(cfg, "head")
-        async with self.engine.begin() as conn:
+        async with self.begin() as conn:
             await conn.run_sync(upgrade)
 
     async def close(self) -> None:
@@ -86,7 +104,7 @@ class Store:
                     "interface": s.interface, "talk_seconds": s.talk_seconds, "completed_by": s.completed_by,
                     "transferred": s.transferred, "rings": s.rings, "no_answers": "\n".join(s.no_answers),
                 })
-        async with self.engine.begin() as conn:
+        async with self.begin() as conn:
             existing = set()
             keys = [(r.pbx, r.id) for r in records]
             for pbx in {k[0] for k in keys}:
@@ -112,7 +130,7 @@ class Store:
             "queue": s.queue, "kind": s.kind, "reason": s.reason, "started_at": s.started_at,
             "ended_at": s.ended_at, "reconciled": s.reconciled,
         } for s in sessions]
-        async with self.engine.begin() as conn:
+        async with self.begin() as conn:
             await conn.execute(self._insert(t.agent_sessions).on_conflict_do_nothing(), rows)
 
     # --- reads --------------------------------------------------------------------------------
@@ -205,7 +223,31 @@ def _stint(s) -> Stint:
         transferred=s["transferred"], rings=s["rings"], no_answers=[n for n in s["no_answers"].split("\n") if n])
 
 
+_WRITE_LOCKS: dict[tuple[str, int], asyncio.Lock] = {}
+
+
+def _write_lock(url: str) -> asyncio.Lock:
+    """One writer at a time per SQLite file in this process (shared by every Store on it)."""
+    key = (url, id(asyncio.get_running_loop()))
+    lock = _WRITE_LOCKS.get(key)
+    if lock is None:
+        if len(_WRITE_LOCKS) > 64:                    # locks of finished event loops (tests)
+            _WRITE_LOCKS.clear()
+        lock = _WRITE_LOCKS[key] = asyncio.Lock()
+    return lock
+
+
+def _sqlite_begin(connection) -> None:
+    """Write transactions take SQLite's write lock when they begin: a deferred transaction that
+    read first and then writes cannot wait for another writer (SQLite answers "database is
+    locked" at once to avoid a deadlock); an immediate one waits up to busy_timeout instead.
+    Reads begin deferred and, in WAL mode, never wait."""
+    immediate = connection.get_execution_options().get("immediate")
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    dbapi_connection.isolation_level = None        # transactions are begun by _sqlite_begin
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")

@@ -29,9 +29,11 @@ async def init_app(app_obj: App) -> web.Application:
 
 
 def setup_routes(app: web.Application) -> None:
-    from . import tasks_api                       # tasks_api reads APP from this module
+    from . import cases_api, tasks_api            # they read APP from this module
     app.router.add_get("/api/health", health)
     tasks_api.setup_routes(app)
+    cases_api.setup_routes(app)
+    from . import coverage_api; coverage_api.setup_routes(app)   # noqa: E702  /api/coverage/daily
 
 
 async def health(request: web.Request) -> web.Response:

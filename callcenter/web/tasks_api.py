@@ -1,8 +1,9 @@
-"""/api/tasks: list, read and act on follow-up tasks.
+"""/api/tasks: list, read and act on follow-up tasks, and call a task's caller back.
 
-Each view parses its input, calls one FollowUp method and answers with what it returns; the
-`json_errors` middleware maps refusals (`ApiError` from the parsing here, `TaskError` from the
-service) to 4xx answers. The parsing is plain functions, so the rules are readable in one place.
+Each view parses its input, calls one FollowUp (or Callbacks) method and answers with what it
+returns; the `json_errors` middleware maps refusals (`ApiError` from the parsing here, `TaskError`
+from the service) to 4xx answers. The parsing is plain functions, so the rules are readable in one
+place.
 """
 from __future__ import annotations
 
@@ -14,11 +15,15 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 from multidict import MultiMapping
 
+from ..followup.service import TaskError
 from .app import APP
 from .errors import ApiError, json_response
 
 LIST_PARAMETERS = ("status", "department", "assignee", "caller", "overdue", "date", "limit")
 PATCH_FIELDS = ("closure", "assignee", "note", "by")
+CALLBACK_FIELDS = ("agent",)
+# Callbacks.start raises these without a code
+CALLBACK_ERROR_CODES = {502: "pbx_refused", 503: "pbx_not_connected"}
 MAX_LIMIT = 5000
 
 
@@ -26,6 +31,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/api/tasks", list_tasks)
     app.router.add_get(r"/api/tasks/{id:\d+}", get_task)
     app.router.add_patch(r"/api/tasks/{id:\d+}", patch_task)
+    app.router.add_post(r"/api/tasks/{id:\d+}/callbacks", start_callback)
 
 
 # --- views ----------------------------------------------------------------------------------
@@ -51,6 +57,23 @@ async def patch_task(request: web.Request) -> web.Response:
     else:
         task = await followup.add_note(id_, change.note, change.by)
     return json_response(task)
+
+
+async def start_callback(request: web.Request) -> web.Response:
+    """Rings the agent, then dials the caller: 202 with the attempt (its result comes later from
+    the PBX). While an attempt is pending, the same attempt again and no second call."""
+    app_obj = request.app[APP]
+    id_ = task_id(request)
+    agent = parse_callback(await read_json(request), {a.id for a in app_obj.settings.agents})
+    task = await app_obj.followup.get(id_)
+    if task["status"] != "open":
+        raise TaskError(f"task {id_} is already closed", 409, "already_closed")
+    try:
+        attempt = await app_obj.callbacks.start(id_, agent)
+    except TaskError as exc:
+        exc.code = exc.code or CALLBACK_ERROR_CODES.get(exc.status)
+        raise
+    return json_response(attempt, status=202)
 
 
 # --- parsing --------------------------------------------------------------------------------
@@ -141,6 +164,22 @@ def parse_change(body) -> Change:
         raise ApiError(400, "missing_field", "nothing to do: give closure, assignee or note",
                        fields=["closure", "assignee", "note"])
     return Change(by, closure=closure, note=note)
+
+
+def parse_callback(body, agents: set[str]) -> str:
+    """The agent who calls back."""
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_body", "the body must be a JSON object")
+    unknown = sorted(set(body) - set(CALLBACK_FIELDS))
+    if unknown:
+        raise ApiError(400, "unknown_fields", f"unknown field(s): {', '.join(unknown)}; "
+                       f"allowed: {', '.join(CALLBACK_FIELDS)}", fields=unknown)
+    if body.get("agent") is None:
+        raise ApiError(400, "missing_field", "agent: required (who calls back)", fields=["agent"])
+    agent = _text(body, "agent")
+    if agent not in agents:
+        raise ApiError(400, "unknown_agent", f"unknown agent {agent!r}")
+    return agent
 
 
 def _text(body: dict, name: str, allow_empty: bool = False) -> str:

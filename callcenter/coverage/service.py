@@ -1,0 +1,311 @@
+"""The coverage service: presence events in, AMI actions, incidents and notifications out.
+
+Presence changes mark the agents involved; one worker re-judges their posts in order and
+carries out the commands. A ticker re-judges every post every `interval` seconds, so the start
+and end of business hours (a post with nobody logged in at opening is a gap) are noticed too.
+After a reconnect the board forgets its states and rebuilds them from the resync.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from ..domain import coverage as rules
+from ..domain import events as ev
+from ..followup.service import TaskError
+from ..storage import tables as t
+
+log = logging.getLogger(__name__)
+PRESENCE_EVENTS = (ev.MemberState, ev.MemberRemoved, ev.DeviceStateChanged)
+
+
+def post_specs(settings) -> list[rules.PostSpec]:
+    agents = {a.id: a for a in settings.agents}
+    departments = {d.id: d for d in settings.departments}
+    default_pbx = settings.pbxes[0].id if settings.pbxes else "pbx1"
+    specs = []
+    for p in settings.posts:
+        dept = departments[p.department]
+        ref = next((q for q in dept.queues if p.queue in (None, q.name)), dept.queues[0])
+        specs.append(rules.PostSpec(
+            id=p.id, department=p.department, pbx=default_pbx if ref.pbx == "*" else ref.pbx,
+            queue=p.queue or ref.name, a=p.a, b=p.b, a_interface=agents[p.a].interfaces[0],
+            b_interface=agents[p.b].interfaces[0], a_name=agents[p.a].name, b_name=agents[p.b].name,
+            b_activation=frozenset(p.b_activation), b_standby=p.b_standby,
+            fallback=rules.Fallback(p.fallback.kind, p.fallback.post)))
+    return specs
+
+
+class Coverage:
+    def __init__(self, settings, service, store, calendar, clock, notifier=None, interval: float = 30):
+        self.settings = settings
+        self.service = service
+        self.store = store
+        self.calendar = calendar
+        self.clock = clock
+        self.notifier = notifier
+        self.interval = interval
+        self.board = rules.CoverageBoard(post_specs(settings))
+        self.heads = {d.id: d.head for d in settings.departments}
+        self.agents = {a.id: a for a in settings.agents}
+        self.windows = {d.id: tuple((w.start, w.end) for w in settings.hours_of(d.id)) for d in settings.departments}
+        self._open_at = None
+        self._open: dict[str, bool] = {}
+        self.dirty: set[str] | None = set()          # None: every post
+        self.wake = asyncio.Event()
+        self.executed: list[rules.Command] = []      # what was done, newest last (for the API and tests)
+        self._tasks: list[asyncio.Task] = []
+        self._stopping = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # --- inputs -------------------------------------------------------------------------------
+
+    def on_event(self, event: ev.Event) -> None:
+        """A listener of the service's ordered stream (sync: only marks what to re-judge)."""
+        if isinstance(event, ev.Resynced):
+            self.board.forget()
+            self.dirty = None
+        elif isinstance(event, PRESENCE_EVENTS):
+            agent = self._agent_of(event)
+            if agent == "":
+                pass                                           # several agents, already marked
+            elif agent is None:
+                if self.dirty is not None:
+                    self.dirty.update(self.board.by_agent)     # a device we cannot place: re-judge all
+            elif self.dirty is not None:
+                self.dirty.add(agent)
+        else:
+            return
+        self._idle.clear()
+        self.wake.set()
+
+    def _agent_of(self, event) -> str | None:
+        if isinstance(event, ev.DeviceStateChanged):
+            agents = {m.agent for m in self.service.presence.members.values()
+                      if m.pbx == event.pbx and event.device in (m.state_interface, m.interface)}
+            if None in agents or len(agents) != 1:
+                if self.dirty is not None:
+                    self.dirty.update(a for a in agents if a)
+                return None if None in agents else ""
+            return agents.pop()
+        return self.service.directory.agent_of(event.interface, event.member_name)
+
+    def seat(self, pbx: str, queue: str, agent: str) -> rules.Seat:
+        m = self.service.presence.seats.get((pbx, queue, agent))
+        if m is None:
+            return rules.NOT_LOGGED_IN
+        return rules.Seat(True, m.paused, m.unreachable_since is None, m.penalty, m.interface)
+
+    def is_open(self, spec: rules.PostSpec) -> bool:
+        """Coverage hours: the department's business hours on workdays, judged once per pass
+        (every post of a pass is judged at the same instant)."""
+        now = self.clock.now()
+        if self._open_at != now:
+            self._open_at, self._open = now, {}
+        if spec.department not in self._open:
+            self._open[spec.department] = self.calendar.within_business_hours(now, self.windows[spec.department])
+        return self._open[spec.department]
+
+    # --- the worker ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.dirty = None
+        self.wake.set()
+        self._tasks = [loop.create_task(self._work(), name="coverage"), loop.create_task(self._tick())]
+
+    async def stop(self) -> None:
+        """The ticker is cancelled; the worker finishes what it is doing (never half a write)."""
+        ticker, worker = self._tasks[1], self._tasks[0]
+        ticker.cancel()
+        self._stopping = True
+        self.wake.set()
+        for task in (ticker, worker):
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+
+    async def settled(self, timeout: float = 5) -> None:
+        await asyncio.wait_for(self._idle.wait(), timeout)
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            self.dirty = None
+            self._idle.clear()
+            self.wake.set()
+
+    async def _work(self) -> None:
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            if self._stopping:
+                return
+            dirty, self.dirty = self.dirty, set()
+            commands = self.board.evaluate(self.seat, self.is_open, self.clock.now(), dirty)
+            for command in commands:
+                try:
+                    await self.execute(command)
+                except Exception:
+                    log.exception("coverage: %r failed", command)
+            if not self.wake.is_set():
+                self._idle.set()
+
+    # --- commands -----------------------------------------------------------------------------
+
+    async def execute(self, c: rules.Command) -> None:
+        self.executed.append(c)
+        if isinstance(c, rules.AddMember):
+            await self._ami(c.pbx, {"Action": "QueueAdd", "Queue": c.queue, "Interface": c.interface,
+                                    "Penalty": c.penalty, "Paused": "false", "MemberName": c.member_name})
+        elif isinstance(c, rules.Unpause):
+            await self._ami(c.pbx, {"Action": "QueuePause", "Queue": c.queue, "Interface": c.interface,
+                                    "Paused": "false", "Reason": "AB岗补位"})
+        elif isinstance(c, rules.SetPenalty):
+            await self._ami(c.pbx, {"Action": "QueuePenalty", "Queue": c.queue, "Interface": c.interface,
+                                    "Penalty": c.penalty})
+        elif isinstance(c, rules.RemoveMember):
+            await self._ami(c.pbx, {"Action": "QueueRemove", "Queue": c.queue, "Interface": c.interface})
+        elif isinstance(c, rules.NotifyAgent):
+            await self._notify_agent(c)
+        elif isinstance(c, rules.OpenIncident):
+            await self._open_incident(c)
+        elif isinstance(c, rules.CloseIncident):
+            async with self.store.begin() as conn:
+                await conn.execute(update(t.coverage_incidents).where(
+                    t.coverage_incidents.c.post == c.post, t.coverage_incidents.c.closed_at.is_(None))
+                    .values(closed_at=c.at))
+            log.info("coverage: post %s staffed again", c.post)
+
+    async def _ami(self, pbx: str, fields: dict, wait: float = 5.0) -> None:
+        """Send one action; a link coming up (the resync runs before it is marked connected) is
+        waited for briefly. A command lost to a dead link is planned again after the resync."""
+        client = self.service.clients.get(pbx)
+        if client is not None and not client.connected.is_set():
+            try:
+                await asyncio.wait_for(client.connected.wait(), wait)
+            except asyncio.TimeoutError:
+                pass
+        if client is None or not client.connected.is_set():
+            log.warning("coverage: PBX %s not connected; %s not sent", pbx, fields["Action"])
+            return
+        await client.action(fields)
+
+    async def _notify_agent(self, c: rules.NotifyAgent) -> None:
+        spec = self.board.specs[c.post]
+        agent = self.agents.get(c.agent)
+        if self.notifier is None or agent is None:
+            return
+        text = (f"【AB岗】{spec.a_name}（A岗）暂不可接听，请您立即接替岗位 {c.post} 的来电。" if c.kind == "take_over"
+                else f"【AB岗】{spec.a_name}（A岗）已回到岗位 {c.post}，您恢复为B岗备岗。")
+        stamp = self.clock.now().isoformat()
+        for channel in self.settings.notify.warning_channels:
+            recipient = {"panel": agent.id, "sms": agent.phone, "email": agent.email}.get(channel)
+            if recipient and channel in self.notifier.channels:
+                await self.notifier.notify(f"coverage:{c.post}:{c.kind}:{agent.id}:{stamp}:{channel}", channel,
+                                           recipient, "AB岗补位" if c.kind == "take_over" else "AB岗恢复", text)
+
+    async def _open_incident(self, c: rules.OpenIncident) -> None:
+        spec = self.board.specs[c.post]
+        fallback = spec.fallback.kind + (f":{spec.fallback.post}" if spec.fallback.post else "")
+        try:
+            async with self.store.begin() as conn:
+                incident = (await conn.execute(insert(t.coverage_incidents).values(
+                    post=c.post, department=c.department, opened_at=c.at, start_of_day=c.start_of_day,
+                    fallback=fallback))).inserted_primary_key[0]
+        except IntegrityError:
+            return                                     # already open (another instance, a restart)
+        log.warning("coverage: post %s has nobody available (incident %s, fallback %s)", c.post, incident, fallback)
+        head = self.heads.get(c.department)
+        if self.notifier is None or head is None:
+            return
+        what = "开始办公时无人在岗" if c.start_of_day else "A、B岗均不可接听"
+        text = (f"【AB岗空岗】{c.department} 岗位 {c.post}（A：{spec.a_name}，B：{spec.b_name}）{what}，"
+                f"来电已转{ {'pool': '部门队列', 'post': '备用岗位', 'callback': '回电登记'}[spec.fallback.kind] }。请立即安排人员。")
+        for channel in self.settings.notify.escalation_channels:
+            recipient = {"panel": f"head:{c.department}", "sms": head.phone, "email": head.email}.get(channel)
+            if recipient and channel in self.notifier.channels:
+                await self.notifier.notify(f"coverage:incident:{incident}:head:{channel}", channel, recipient,
+                                           "AB岗空岗", text)
+
+    # --- agents' requests ---------------------------------------------------------------------
+
+    async def request(self, agent: str, action: str, reason: str = "", override_by: str | None = None,
+                      override_reason: str = "") -> dict:
+        """An agent asks to pause or log out. Refused (409) if a post would be left with nobody
+        available in coverage hours, unless the department head overrides with a reason."""
+        if action not in ("pause", "unpause", "logout"):
+            raise TaskError(f"unknown action {action!r}", code="unknown_action")
+        if agent not in self.agents:
+            raise TaskError(f"unknown agent {agent!r}", code="unknown_agent")
+        refused = None if action == "unpause" else self.board.refusal(agent, self.seat, self.is_open)
+        refusal = None
+        if refused:
+            post, refusal = refused
+            department = self.board.specs[post].department
+            head = self.heads.get(department)
+            if override_by is None:
+                raise TaskError(f"refused: {refusal}", 409, "coverage_guard")
+            if head is None or head.id != override_by:
+                raise TaskError(f"only the head of {department} may override: {refusal}", 403, "not_head")
+            if not override_reason.strip():
+                raise TaskError("an override needs a reason", code="reason_required")
+            async with self.store.begin() as conn:
+                await conn.execute(insert(t.coverage_overrides).values(
+                    at=self.clock.now(), agent=agent, action=action, post=post, by=override_by,
+                    reason=override_reason.strip(), refusal=refusal))
+        sent = []
+        for post in self.board.by_agent.get(agent, ()):
+            spec = self.board.specs[post]
+            seat = self.seat(spec.pbx, spec.queue, agent)
+            if not seat.logged_in:
+                continue
+            fields = {"logout": {"Action": "QueueRemove", "Queue": spec.queue, "Interface": seat.interface},
+                      "pause": {"Action": "QueuePause", "Queue": spec.queue, "Interface": seat.interface,
+                                "Paused": "true", "Reason": reason or "暂离"},
+                      "unpause": {"Action": "QueuePause", "Queue": spec.queue, "Interface": seat.interface,
+                                  "Paused": "false"}}[action]
+            await self._ami(spec.pbx, fields)
+            sent.append({"post": post, "queue": spec.queue, "action": fields["Action"]})
+        return {"agent": agent, "action": action, "sent": sent, "overridden": bool(refusal)}
+
+    # --- reads --------------------------------------------------------------------------------
+
+    def live(self) -> list[dict]:
+        out = []
+        for post, spec in self.board.specs.items():
+            a, b = self.seat(spec.pbx, spec.queue, spec.a), self.seat(spec.pbx, spec.queue, spec.b)
+            out.append({"post": post, "department": spec.department, "queue": spec.queue,
+                        "state": (self.board.state.get(post) or rules.PostState.CLOSED).value,
+                        "a": {"agent": spec.a, "name": spec.a_name, "logged_in": a.logged_in, "paused": a.paused,
+                              "reachable": a.reachable, "available": a.available, "penalty": a.penalty},
+                        "b": {"agent": spec.b, "name": spec.b_name, "logged_in": b.logged_in, "paused": b.paused,
+                              "reachable": b.reachable, "available": b.available, "penalty": b.penalty}})
+        return out
+
+    def fallback_for(self, department: str, pbx: str = "*") -> tuple[str, str | None] | None:
+        """During a gap on every post of the department: (kind, queue) its callers go to instead:
+        ("post:<id>", that post's queue), ("pool", the department's queue) or ("callback", None)."""
+        if not self.board.department_uncovered(department):
+            return None
+        spec = next(s for s in self.board.specs.values() if s.department == department)
+        if spec.fallback.kind == "post" and spec.fallback.post in self.board.specs:
+            return f"post:{spec.fallback.post}", self.board.specs[spec.fallback.post].queue
+        if spec.fallback.kind == "callback":
+            return "callback", None
+        return "pool", spec.queue
+
+    async def incidents(self, start: datetime, end: datetime) -> list[dict]:
+        c = t.coverage_incidents.c
+        async with self.store.engine.connect() as conn:
+            rows = (await conn.execute(select(t.coverage_incidents).where(
+                c.opened_at < end, (c.closed_at.is_(None)) | (c.closed_at >= start)).order_by(c.opened_at))).mappings().all()
+        return [{"id": r["id"], "post": r["post"], "department": r["department"],
+                 "opened_at": r["opened_at"].isoformat(), "closed_at": r["closed_at"].isoformat() if r["closed_at"] else None,
+                 "start_of_day": r["start_of_day"], "fallback": r["fallback"]} for r in rows]

@@ -1,0 +1,145 @@
+"""A/B post coverage of one day: the `posts` list of the daily report and /api/coverage/daily.
+
+Glue around the pure figures (callcenter/domain/coverage_figures.py, where the definitions are):
+the configuration says which agents hold a post and which queue it is on, the workday calendar
+and the department's business hours give the day's windows, the stored agent sessions (plus, in
+the running service, the ones still open) are the facts.
+
+A post's queue is its own ``queue`` setting if it has one, else its department's first queue on
+the session's PBX; sessions are matched by agent id and queue name.
+"""
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Iterable
+from zoneinfo import ZoneInfo
+
+from callcenter.domain.calendar import WorkdayCalendar, normalize_windows
+from callcenter.domain.coverage_figures import Interval, coverage_pct, minutes, post_figures
+from callcenter.domain.presence import AgentSession
+from callcenter.settings import Department, Post, Settings
+from callcenter.workdays import build_calendar
+
+ROLL_UP_SUMS = ("business_minutes", "covered_minutes", "gap_count", "gap_minutes", "b_takeovers",
+                "b_takeover_minutes")
+
+DEFINITION = ("coverage_pct = minutes of the department's business hours (workdays only, up to report time) "
+              "with the post's A or B available (logged in to the post's queue, not paused, device "
+              "reachable; busy on a call counts) / business minutes x 100; a gap: a maximal period in "
+              "business hours with neither available; b_takeovers: maximal periods in business hours "
+              "with B available and A not; department: weighted by business minutes")
+
+
+def day_windows(day: date, windows, calendar: WorkdayCalendar) -> list[Interval]:
+    """The business windows of ``day`` as aware datetimes; none on a non-workday."""
+    if not calendar.is_workday(day):
+        return []
+    spans = normalize_windows([(w.start, w.end) if hasattr(w, "start") else w for w in windows])
+    return [(datetime.combine(day, start, calendar.tz), datetime.combine(day, end, calendar.tz))
+            for start, end in spans]
+
+
+def post_queue(post: Post, department: Department | None, pbx: str) -> str | None:
+    """The queue a post is staffed on, on one PBX."""
+    own = getattr(post, "queue", None)
+    if own:
+        return own
+    for ref in department.queues if department else []:
+        if ref.pbx in ("*", pbx):
+            return ref.name
+    return None
+
+
+def posts(day: date, settings: Settings, sessions: Iterable[AgentSession], now: datetime | None = None,
+          calendar: WorkdayCalendar | None = None) -> list[dict]:
+    """One entry per configured post, in configuration order. ``now``: business time after it is
+    not counted (today's report before closing)."""
+    calendar = calendar or build_calendar(settings)
+    tz = ZoneInfo(settings.timezone)
+    departments = {d.id: d for d in settings.departments}
+    names = {a.id: a.name for a in settings.agents}
+    by_agent: dict[str | None, list[AgentSession]] = {}
+    for s in sessions:
+        by_agent.setdefault(s.agent, []).append(s)
+    out = []
+    for post in settings.posts:
+        dept = departments.get(post.department)
+        facts = by_agent.get(post.a, []) + (by_agent.get(post.b, []) if post.b != post.a else [])
+        windows = day_windows(day, settings.hours_of(post.department), calendar)
+
+        def in_queue(pbx: str, queue: str, post=post, dept=dept) -> bool:
+            return queue == post_queue(post, dept, pbx)
+
+        figures = post_figures(facts, post.a, post.b, in_queue, windows, until=now)
+        out.append({
+            "post": post.id, "department": post.department, "department_name": dept.name if dept else None,
+            "a": post.a, "b": post.b, "a_name": names.get(post.a), "b_name": names.get(post.b),
+            "queue": getattr(post, "queue", None) or (dept.queues[0].name if dept else None),
+            **figures.as_dict(),
+            "gap_periods": [_period(p, tz) for p in figures.gaps],
+            "b_takeover_periods": [_period(p, tz) for p in figures.takeovers],
+        })
+    return out
+
+
+def department_figures(entries: Iterable[dict]) -> dict[str, dict]:
+    """Roll-up per department of `posts` entries: sums, the longest gap, and coverage weighted
+    by business minutes."""
+    out: dict[str, dict] = {}
+    for e in entries:
+        d = out.setdefault(e["department"], {"post_count": 0, "longest_gap_minutes": 0.0,
+                                             **{k: 0 for k in ROLL_UP_SUMS}})
+        d["post_count"] += 1
+        for k in ROLL_UP_SUMS:
+            d[k] += e[k]
+        d["longest_gap_minutes"] = max(d["longest_gap_minutes"], e["longest_gap_minutes"])
+    for d in out.values():
+        for k in ROLL_UP_SUMS:
+            if k.endswith("_minutes"):
+                d[k] = round(d[k], 2)
+        pct = coverage_pct(timedelta(minutes=d["business_minutes"]), timedelta(minutes=d["covered_minutes"]))
+        d["coverage_pct"] = 99.9 if pct == 100.0 and d["gap_count"] else pct
+    return out
+
+
+NO_POSTS = {"post_count": 0, "business_minutes": 0.0, "covered_minutes": 0.0, "coverage_pct": None,
+            "gap_count": 0, "gap_minutes": 0.0, "longest_gap_minutes": 0.0, "b_takeovers": 0,
+            "b_takeover_minutes": 0.0}
+
+
+def departments(entries: list[dict], settings: Settings) -> list[dict]:
+    """The roll-up as a list, one entry per department that has posts, sorted by id."""
+    names = {d.id: d.name for d in settings.departments}
+    return [{"department": d, "name": names.get(d, d), **f} for d, f in sorted(department_figures(entries).items())]
+
+
+def daily(day: date, settings: Settings, sessions: Iterable[AgentSession], now: datetime | None = None,
+          calendar: WorkdayCalendar | None = None) -> dict:
+    """The /api/coverage/daily answer."""
+    entries = posts(day, settings, sessions, now, calendar)
+    tz = ZoneInfo(settings.timezone)
+    return {"date": day.isoformat(), "timezone": settings.timezone,
+            "as_of": now.astimezone(tz).isoformat() if now else None,
+            "definition": DEFINITION, "posts": entries, "departments": departments(entries, settings)}
+
+
+def _period(p: Interval, tz: ZoneInfo) -> dict:
+    return {"start": p[0].astimezone(tz).isoformat(), "end": p[1].astimezone(tz).isoformat(),
+            "minutes": minutes(p[1] - p[0])}
+
+
+def table_lines(report: dict) -> list[str]:
+    """The zh-CN section of the daily table (empty without posts)."""
+    from .text import grid
+    entries = report.get("posts") or []
+    if not entries:
+        return []
+
+    def pct(v):
+        return "—" if v is None else f"{v:.1f}%"
+
+    rows = [[f"{e['post']}（{e['department_name'] or e['department']}）", f"{e['a_name'] or e['a']}/{e['b_name'] or e['b']}",
+             pct(e["coverage_pct"]), str(e["gap_count"]), f"{e['gap_minutes']:g}", f"{e['longest_gap_minutes']:g}",
+             str(e["b_takeovers"]), f"{e['b_takeover_minutes']:g}"] for e in entries]
+    header = ["岗位", "A/B", "在岗率", "空岗次数", "空岗分钟", "最长空岗", "B岗顶岗次数", "B岗顶岗分钟"]
+    return ["", "AB岗在岗"] + grid(header, rows)

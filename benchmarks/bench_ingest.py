@@ -73,7 +73,7 @@ from callcenter.service import Service  # noqa: E402
 from callcenter.settings import load_settings  # noqa: E402
 from callcenter.storage.store import Store  # noqa: E402
 
-TRACES = Path(os.environ.get("CALLCENTER_TRACES", ROOT.parent / "shared" / "ami-traces"))
+TRACES = Path(os.environ.get("CALLCENTER_TRACES", ROOT / "tests" / "traces"))   # a copy of ../shared/ami-traces
 DEFAULT_TRACE = TRACES / "load.jsonl"
 AT = datetime(2026, 11, 23, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai"))    # a Monday morning
 PBX = "pbx1"

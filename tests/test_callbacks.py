@@ -6,7 +6,6 @@ from datetime import timedelta
 
 from callcenter.replay import replay
 from callcenter.storage import tables as t
-from callcenter.storage.store import Store
 from callcenter.bootstrap import build
 from callcenter.clock import FixedClock
 from tests.conftest import MONDAY_10, TRACES

@@ -2,7 +2,7 @@
 calendar, one open task per caller and department, automatic closing, crash safety."""
 from __future__ import annotations
 
-from dataclasses import replace
+
 from datetime import datetime, timedelta
 
 import pytest

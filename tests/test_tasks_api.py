@@ -28,7 +28,7 @@ from callcenter.clock import FixedClock
 from callcenter.replay import replay
 from callcenter.settings import WebSettings, load_settings
 from callcenter.web.app import WebServer, init_app
-from tests.conftest import MONDAY_10, ROOT, SHANGHAI, trace_path
+from tests.conftest import MONDAY_10, ROOT, trace_path
 
 TUESDAY_10 = MONDAY_10 + timedelta(days=1)
 WEDNESDAY_10 = MONDAY_10 + timedelta(days=2)

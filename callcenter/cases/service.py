@@ -11,7 +11,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Callable
 
-from sqlalchemy import and_, false, func, insert, select, update
+from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..domain import cases as rules
@@ -47,25 +47,13 @@ class Cases:
 
     # --- calls to cases -----------------------------------------------------------------------
 
-    async def process_pending(self, batch: int = 200) -> int:
-        done = 0
-        while True:
-            records = await self.store.calls_where(t.calls.c.cases_done == false(), limit=batch)
-            if not records:
-                return done
-            for record in records:
-                await self._process(record)
-            done += len(records)
-
-    async def on_calls_committed(self, records: list[CallRecord]) -> None:
-        await self.process_pending()
+    async def process_pending(self) -> int:
+        """Join or open the cases of every committed call not yet seen; returns how many."""
+        return await self.store.each_unclaimed("cases_done", self._process)
 
     async def _process(self, record: CallRecord) -> None:
         async with self.store.begin() as conn:
-            claimed = await conn.execute(update(t.calls).where(
-                t.calls.c.pbx == record.pbx, t.calls.c.id == record.id, t.calls.c.cases_done == false())
-                .values(cases_done=True))
-            if claimed.rowcount != 1 or not record.caller_num:
+            if not await self.store.claim(conn, record, "cases_done") or not record.caller_num:
                 return
             open_cases = await self._open_cases(conn, record.caller_num)
             case_id: int | None = None

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import insert, select, update
 
 from ..ami.client import ActionFailed, AmiError, NotSent
 from ..domain.callbacks import KEY_PREFIX, AttemptResult

@@ -14,7 +14,7 @@ import logging
 from datetime import datetime
 from typing import Awaitable, Callable
 
-from sqlalchemy import and_, false, func, insert, select, update
+from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..domain import tasks as rules
@@ -70,26 +70,13 @@ class FollowUp:
 
     # --- calls to tasks -----------------------------------------------------------------------
 
-    async def process_pending(self, batch: int = 200) -> int:
+    async def process_pending(self) -> int:
         """Apply the rules to every committed call not yet followed up; returns how many."""
-        done = 0
-        while True:
-            records = await self.store.calls_where(t.calls.c.followup_done == false(), limit=batch)
-            if not records:
-                return done
-            for record in records:
-                await self._process(record)
-            done += len(records)
-
-    async def on_calls_committed(self, records: list[CallRecord]) -> None:
-        await self.process_pending()
+        return await self.store.each_unclaimed("followup_done", self._process)
 
     async def _process(self, record: CallRecord) -> None:
         async with self.store.begin() as conn:
-            claimed = await conn.execute(update(t.calls).where(
-                t.calls.c.pbx == record.pbx, t.calls.c.id == record.id, t.calls.c.followup_done == false())
-                .values(followup_done=True))
-            if claimed.rowcount != 1:
+            if not await self.store.claim(conn, record, "followup_done"):
                 return                                  # another instance took it
             open_tasks = await self._open_tasks(conn, record.caller_num)
             decisions = rules.plan_for_call(record, open_tasks, self.policy,

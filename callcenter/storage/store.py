@@ -14,7 +14,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event, select
+from sqlalchemy import event, false, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -138,6 +138,30 @@ class Store:
     async def calls_between(self, start: datetime, end: datetime) -> list[CallRecord]:
         """Calls that started in [start, end), oldest first, with their stints."""
         return await self.calls_where((t.calls.c.started_at >= start) & (t.calls.c.started_at < end))
+
+    # --- the database as a queue of committed calls -----------------------------------------------
+
+    async def each_unclaimed(self, flag: str, handle, batch: int = 200) -> int:
+        """Call `handle(record)` for every committed call whose `flag` column (followup_done,
+        cases_done) is still false, oldest first; `handle` claims it (see `claim`). Returns how
+        many were handled."""
+        column = t.calls.c[flag]
+        done = 0
+        while True:
+            records = await self.calls_where(column == false(), limit=batch)
+            if not records:
+                return done
+            for record in records:
+                await handle(record)
+            done += len(records)
+
+    @staticmethod
+    async def claim(conn, record: CallRecord, flag: str) -> bool:
+        """Set the call's `flag` inside the caller's transaction; False if someone else did."""
+        column = t.calls.c[flag]
+        result = await conn.execute(update(t.calls).where(
+            t.calls.c.pbx == record.pbx, t.calls.c.id == record.id, column == false()).values({flag: True}))
+        return result.rowcount == 1
 
     async def calls_where(self, condition, limit: int | None = None, conn=None) -> list[CallRecord]:
         """Calls matching a condition on the calls table, oldest first, with their stints."""

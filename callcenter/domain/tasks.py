@@ -21,6 +21,7 @@ class Reason(StrEnum):
     NO_AGENT = "no_agent"
     AFTER_HOURS = "after_hours"
     RING_NO_ANSWER = "ring_no_answer"  # a callback attempt the caller did not pick up
+    CALLBACK_REQUEST = "callback_request"  # the caller asked to be called back (IVR, voicemail)
 
 
 class Closure(StrEnum):

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import datetime
 from sqlalchemy import insert, select, update
 
 from ..ami.client import ActionFailed, AmiError, NotSent
 from ..domain.callbacks import KEY_PREFIX, AttemptResult
-from ..domain.tasks import Closure
+from ..domain.tasks import Closure, Reason
 from ..storage import tables as t
 from .service import FollowUp, TaskError
 
@@ -34,6 +35,10 @@ class Callbacks:
         self.cfg = settings.followup.callback
         self.interfaces = {a.id: a.interfaces for a in settings.agents}
         self.hotlines = {d.id: d.hotlines for d in settings.departments}
+        self.agent_department = {}
+        for post in settings.posts:
+            for agent in (post.a, post.b):
+                self.agent_department.setdefault(agent, post.department)
 
     async def start(self, task_id: int, agent: str, by: str | None = None) -> dict:
         task = await self.followup.get(task_id)
@@ -46,6 +51,14 @@ class Callbacks:
         pending = [c for c in task["callbacks"] if c["result"] == "pending"]
         if pending:
             return pending[-1]                 # already dialling: never twice
+        policy = self.followup.policy
+        if task["attempts"] >= policy.max_attempts:
+            raise TaskError(f"task {task_id} has had its {policy.max_attempts} callback attempts; close it with "
+                            f"an outcome", 409, "attempts_exhausted")
+        due = task["next_attempt_at"]
+        if due and datetime.fromisoformat(due) > self.followup.clock.now():
+            raise TaskError(f"the next callback attempt is due at {due} (retry spacing "
+                            f"{policy.retry_spacing_minutes:g} business minutes)", 409, "retry_not_due")
         pbx = self._pbx_of(task)
         client = self.clients.get(pbx)
         if client is None or not client.connected.is_set():
@@ -93,6 +106,7 @@ class Callbacks:
 
     async def _record(self, r: AttemptResult) -> None:
         number = r.number[len(self.cfg.dial_prefix):] if r.number.startswith(self.cfg.dial_prefix) else r.number
+        ring_no_answer = None
         async with self.store.begin() as conn:
             row = (await conn.execute(select(t.callback_attempts).where(t.callback_attempts.c.key == r.key))).first()
             if row is None:
@@ -100,10 +114,19 @@ class Callbacks:
                 task_id = (await conn.execute(select(t.tasks.c.id).where(
                     t.tasks.c.caller_num == number, t.tasks.c.status == "open").order_by(t.tasks.c.deadline)
                     .limit(1))).scalar()
+                agent = self.followup.directory.agent_of(_interface(r.channel, self.interfaces))
                 await conn.execute(self.store._insert(t.callback_attempts).on_conflict_do_nothing(), [{
-                    "key": r.key, "task_id": task_id, "pbx": r.pbx,
-                    "agent": self.followup.directory.agent_of(_interface(r.channel, self.interfaces)),
+                    "key": r.key, "task_id": task_id, "pbx": r.pbx, "agent": agent,
                     "number": number, "requested_at": r.started_at, "result": "pending", "reason_code": ""}])
+                if task_id is None and r.failed_leg == "caller" and agent in self.agent_department:
+                    ring_no_answer = self.agent_department[agent]
+        if ring_no_answer is not None:
+            # a callback placed outside any task that the caller did not pick up: it becomes one
+            task = await self.followup.request(number, ring_no_answer, Reason.RING_NO_ANSWER, r.ended_at,
+                                               r.pbx, r.uniqueid or r.key)
+            async with self.store.begin() as conn:
+                await conn.execute(update(t.callback_attempts).where(t.callback_attempts.c.key == r.key)
+                                   .values(task_id=task["id"]))
         await self._finish(r.key, r.result, r.reason_code, r.answered_at, r.ended_at, r.talk_seconds,
                            failed_leg=r.failed_leg, uniqueid=r.uniqueid)
 

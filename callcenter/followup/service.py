@@ -159,6 +159,24 @@ class FollowUp:
             task_id=task_id, at=at, kind=kind, pbx=pbx, call_id=call_id,
             detail=json.dumps(detail, ensure_ascii=False)))
 
+    async def request(self, number: str, department: str, reason: rules.Reason, at: datetime, pbx: str,
+                      ref: str, queue: str | None = None) -> dict:
+        """A miss that is not a queue call: a callback request left in the IVR or voicemail, or a
+        callback the caller did not answer. Attaches to the caller's open task, else opens one."""
+        if department not in self.directory.department_names:
+            raise TaskError(f"unknown department {department!r}", code="unknown_department")
+        if not number:
+            raise TaskError("a callback request needs the caller's number", code="missing_number")
+        miss = rules.Miss(pbx, ref, reason, at, queue)
+        async with self.store.begin() as conn:
+            task = (await self._open_tasks(conn, number)).get((number, department))
+            if task is not None:
+                await self._attach(conn, task.id, miss)
+                task_id = task.id
+            else:
+                task_id = await self._open(conn, rules.OpenNew(number, department, miss), self.clock.now())
+        return await self.get(task_id)
+
     # --- agents' actions ----------------------------------------------------------------------
 
     async def close(self, task_id: int, closure: str, by: str, note: str = "") -> dict:

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 from multidict import MultiMapping
 
+from ..domain.tasks import Reason
 from ..followup.service import TaskError
 from .app import APP
 from .errors import ApiError, json_response
@@ -32,6 +33,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get(r"/api/tasks/{id:\d+}", get_task)
     app.router.add_patch(r"/api/tasks/{id:\d+}", patch_task)
     app.router.add_post(r"/api/tasks/{id:\d+}/callbacks", start_callback)
+    app.router.add_post("/api/callback-requests", request_callback)
 
 
 # --- views ----------------------------------------------------------------------------------
@@ -74,6 +76,31 @@ async def start_callback(request: web.Request) -> web.Response:
         exc.code = exc.code or CALLBACK_ERROR_CODES.get(exc.status)
         raise
     return json_response(attempt, status=202)
+
+
+async def request_callback(request: web.Request) -> web.Response:
+    """A caller asked to be called back (the IVR's fallback during a coverage gap, after hours,
+    voicemail): 201 with the caller's task (opened, or the open one it joined)."""
+    app_obj = request.app[APP]
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_body", "expected a JSON object")
+    unknown = sorted(set(body) - {"caller", "hotline", "department", "pbx", "ref"})
+    if unknown:
+        raise ApiError(400, "unknown_fields", f"unknown field(s): {', '.join(unknown)}", fields=unknown)
+    if "caller" not in body:
+        raise ApiError(400, "missing_field", "caller: required", field="caller")
+    caller = _text(body, "caller")
+    directory = app_obj.followup.directory
+    department = body.get("department") or (directory.department_of_hotline(body["hotline"])
+                                            if isinstance(body.get("hotline"), str) else None)
+    if department is None:
+        raise ApiError(400, "unknown_department", "give a known department, or the hotline number dialled")
+    pbx = body.get("pbx") or next(iter(app_obj.service.clients), "pbx1")
+    ref = body.get("ref") or f"request:{app_obj.clock.now().isoformat()}"
+    task = await app_obj.followup.request(caller, department, Reason.CALLBACK_REQUEST, app_obj.clock.now(),
+                                          str(pbx), str(ref))
+    return json_response(task, status=201)
 
 
 # --- parsing --------------------------------------------------------------------------------

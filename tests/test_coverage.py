@@ -12,6 +12,8 @@ from callcenter.ami.client import Endpoint
 from callcenter.ami.server import AmiServer
 from callcenter.bootstrap import build
 from callcenter.clock import FixedClock
+from callcenter.coverage.service import post_specs
+from callcenter.domain.coverage import CoverageBoard
 from callcenter.followup.service import TaskError
 from callcenter.storage import tables as t
 from tests.conftest import MONDAY_10
@@ -132,7 +134,7 @@ async def test_guard_refuses_and_the_head_overrides(rig):
 async def test_gap_routes_callers_to_the_fallback(rig):
     app, server, _ = rig
     app.settings.posts[0].b_activation = []          # B is not brought in automatically here
-    app.coverage.board = type(app.coverage.board)(__import__("callcenter.coverage.service", fromlist=["x"]).post_specs(app.settings))
+    app.coverage.board = CoverageBoard(post_specs(app.settings))
     server.emit(member("QueueMemberPause", A, "Agent A 1001", 0, paused=True, reason="离岗"))
     await eventually(lambda: app.coverage.board.state.get("market-1") == "gap")
     route = await app.cases.route("13800000000", hotline="62000001")

@@ -71,29 +71,23 @@ class Coverage:
             self.board.forget()
             self.dirty = None
         elif isinstance(event, PRESENCE_EVENTS):
-            agent = self._agent_of(event)
-            if agent == "":
-                pass                                           # several agents, already marked
-            elif agent is None:
-                if self.dirty is not None:
-                    self.dirty.update(self.board.by_agent)     # a device we cannot place: re-judge all
-            elif self.dirty is not None:
-                self.dirty.add(agent)
+            agents = self._agents_of(event)
+            if self.dirty is not None:
+                # a device we cannot place on an agent: re-judge every post
+                self.dirty.update(self.board.by_agent if agents is None else agents)
         else:
             return
         self._idle.clear()
         self.wake.set()
 
-    def _agent_of(self, event) -> str | None:
+    def _agents_of(self, event) -> set[str] | None:
+        """The agents a presence event is about; None when one of them is not a known agent."""
         if isinstance(event, ev.DeviceStateChanged):
             agents = {m.agent for m in self.service.presence.members.values()
                       if m.pbx == event.pbx and event.device in (m.state_interface, m.interface)}
-            if None in agents or len(agents) != 1:
-                if self.dirty is not None:
-                    self.dirty.update(a for a in agents if a)
-                return None if None in agents else ""
-            return agents.pop()
-        return self.service.directory.agent_of(event.interface, event.member_name)
+        else:
+            agents = {self.service.directory.agent_of(event.interface, event.member_name)}
+        return None if None in agents else agents
 
     def seat(self, pbx: str, queue: str, agent: str) -> rules.Seat:
         m = self.service.presence.seats.get((pbx, queue, agent))

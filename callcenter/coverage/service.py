@@ -177,7 +177,7 @@ class Coverage:
                     .values(closed_at=c.at))
             log.info("coverage: post %s staffed again", c.post)
 
-    async def _ami(self, pbx: str, fields: dict, wait: float = 5.0) -> None:
+    async def _ami(self, pbx: str, fields: dict, wait: float = 5.0) -> bool:
         """Send one action; a link coming up (the resync runs before it is marked connected) is
         waited for briefly. A command lost to a dead link is planned again after the resync."""
         client = self.service.clients.get(pbx)
@@ -188,8 +188,9 @@ class Coverage:
                 pass
         if client is None or not client.connected.is_set():
             log.warning("coverage: PBX %s not connected; %s not sent", pbx, fields["Action"])
-            return
+            return False
         await client.action(fields)
+        return True
 
     async def _notify_agent(self, c: rules.NotifyAgent) -> None:
         spec = self.board.specs[c.post]
@@ -265,8 +266,8 @@ class Coverage:
                                 "Paused": "true", "Reason": reason or "暂离"},
                       "unpause": {"Action": "QueuePause", "Queue": spec.queue, "Interface": seat.interface,
                                   "Paused": "false"}}[action]
-            await self._ami(spec.pbx, fields)
-            sent.append({"post": post, "queue": spec.queue, "action": fields["Action"]})
+            if await self._ami(spec.pbx, fields):
+                sent.append({"post": post, "queue": spec.queue, "action": fields["Action"]})
         return {"agent": agent, "action": action, "sent": sent, "overridden": bool(refusal)}
 
     # --- reads --------------------------------------------------------------------------------

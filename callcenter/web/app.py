@@ -33,7 +33,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/api/health", health)
     tasks_api.setup_routes(app)
     cases_api.setup_routes(app)
-    from . import coverage_api; coverage_api.setup_routes(app)   # noqa: E702  /api/coverage/daily
+    from . import coverage_api; coverage_api.setup_routes(app)   # noqa: E702  /api/coverage/*, agents' pause/logout
 
 
 async def health(request: web.Request) -> web.Response:

@@ -1,4 +1,7 @@
-"""/api/coverage/daily: A/B post coverage of one day (reports/coverage.py, definitions in
+"""A/B coverage over HTTP: the daily figures, the live picture, incidents and overrides, and the
+agents' guarded pause / unpause / logout requests (docs/api.md, "A/B coverage").
+
+/api/coverage/daily: A/B post coverage of one day (reports/coverage.py, definitions in
 callcenter/domain/coverage_figures.py).
 
 ``GET /api/coverage/daily?date=YYYY-MM-DD[&department=ID]`` answers ``{"date", "timezone",
@@ -6,26 +9,45 @@ callcenter/domain/coverage_figures.py).
 sessions of that day plus what the running service still holds: sessions not yet committed and
 the ones still open, counted up to now. Business time after now is not counted, so today's
 figures are "so far". Refusals are `ApiError`s, answered by the `json_errors` middleware.
+
+``POST /api/agents/{agent}/pause|unpause|logout`` with ``{"reason"?, "override"?: {"by", "reason"}}``
+parses the body and calls `Coverage.request`; its refusals are `TaskError`s with a code
+(``coverage_guard`` 409, ``not_head`` 403, ``reason_required`` / ``unknown_agent`` 400), also
+answered by the middleware; a down AMI link is 503 ``pbx_not_connected`` before anything is done,
+a PBX error answer 502 ``pbx_refused``. ``GET /api/coverage/live``, ``/incidents?date=`` and ``/overrides?date=``
+read the coverage service's board and tables.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from multidict import MultiMapping
+from sqlalchemy import select
 
 from reports import coverage
+from ..ami.client import ActionFailed, AmiError
 from ..domain.coverage_figures import open_sessions
+from ..followup.service import TaskError
+from ..storage import tables as t
 from .app import APP
 from .errors import ApiError, json_response
+from .tasks_api import _text, read_json
 
 PARAMETERS = ("date", "department")
+REQUEST_FIELDS = ("reason", "override")
+OVERRIDE_FIELDS = ("by", "reason")
+MAX_REASON = 100                                  # characters of a pause reason (it goes to the PBX)
 
 
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/api/coverage/daily", daily)
+    app.router.add_get("/api/coverage/live", live)
+    app.router.add_get("/api/coverage/incidents", incidents)
+    app.router.add_get("/api/coverage/overrides", overrides)
+    app.router.add_post("/api/agents/{agent}/{action:pause|unpause|logout}", agent_request)
 
 
 @dataclass(frozen=True)
@@ -53,11 +75,126 @@ async def daily(request: web.Request) -> web.Response:
     return json_response(answer)
 
 
-def parse_query(query: MultiMapping[str], departments: set[str]) -> Query:
-    unknown = sorted(set(query) - set(PARAMETERS))
+async def agent_request(request: web.Request) -> web.Response:
+    """An agent's pause, unpause or logout, guarded: 200 with what was sent to the PBX."""
+    app_obj = request.app[APP]
+    agent, action = request.match_info["agent"], request.match_info["action"]
+    r = parse_request(await read_json(request))
+    coverage_ = app_obj.coverage
+    for post in coverage_.board.by_agent.get(agent, ()):
+        # the service would skip a down link's action yet list it as sent: refuse before anything
+        pbx = coverage_.board.specs[post].pbx
+        client = app_obj.service.clients.get(pbx)
+        if client is None or not client.connected.is_set():
+            raise TaskError(f"PBX {pbx} is not connected; nothing was done", 503, "pbx_not_connected")
+    try:
+        done = await app_obj.coverage.request(agent, action, r.reason, r.override_by, r.override_reason)
+    except ActionFailed as exc:
+        raise TaskError(f"the PBX refused the {action}: {exc}", 502, "pbx_refused") from None
+    except AmiError as exc:          # link down or no answer: it may or may not have been carried out
+        raise TaskError(f"the PBX link failed during the {action} ({exc or type(exc).__name__}); "
+                        "see GET /api/coverage/live for what it did", 503, "pbx_not_connected") from None
+    return json_response(done)
+
+
+async def live(request: web.Request) -> web.Response:
+    """The posts now: state and the A and B seats as the PBX last reported them."""
+    app_obj = request.app[APP]
+    q = parse_query(request.query, {d.id for d in app_obj.settings.departments}, ("department",))
+    posts = app_obj.coverage.live()
+    if q.department:
+        posts = [p for p in posts if p["department"] == q.department]
+    return json_response({"posts": posts, "as_of": app_obj.clock.now().astimezone(timezone.utc).isoformat()})
+
+
+async def incidents(request: web.Request) -> web.Response:
+    """Gaps (a post with nobody available in coverage hours) open at any time of the day."""
+    app_obj = request.app[APP]
+    q = parse_query(request.query, {d.id for d in app_obj.settings.departments})
+    start, end = day_bounds(app_obj, q.day)
+    found = await app_obj.coverage.incidents(start, end)
+    if q.department:
+        found = [i for i in found if i["department"] == q.department]
+    return json_response({"incidents": found})
+
+
+async def overrides(request: web.Request) -> web.Response:
+    """The heads' overrides of the guard made during the day, oldest first."""
+    app_obj = request.app[APP]
+    q = parse_query(request.query, {d.id for d in app_obj.settings.departments})
+    start, end = day_bounds(app_obj, q.day)
+    found = await overrides_between(app_obj.store, start, end)
+    if q.department:
+        posts = {p.id for p in app_obj.settings.posts if p.department == q.department}
+        found = [o for o in found if o["post"] in posts]
+    return json_response({"overrides": found})
+
+
+def day_bounds(app_obj, day: date | None) -> tuple[datetime, datetime]:
+    """The local day (today when not given) as [start, end)."""
+    tz = ZoneInfo(app_obj.settings.timezone)
+    day = day or app_obj.clock.now().astimezone(tz).date()
+    start = datetime.combine(day, time(0), tz)
+    return start, start + timedelta(days=1)
+
+
+async def overrides_between(store, start: datetime, end: datetime) -> list[dict]:
+    c = t.coverage_overrides.c
+    async with store.engine.connect() as conn:
+        rows = (await conn.execute(select(t.coverage_overrides).where(c.at >= start, c.at < end)
+                                   .order_by(c.at, c.id))).mappings().all()
+    return [{"id": r["id"], "at": r["at"].isoformat(), "agent": r["agent"], "action": r["action"],
+             "post": r["post"], "by": r["by"], "reason": r["reason"], "refusal": r["refusal"]} for r in rows]
+
+
+@dataclass(frozen=True)
+class AgentRequest:
+    reason: str = ""
+    override_by: str | None = None
+    override_reason: str = ""
+
+
+def parse_request(body) -> AgentRequest:
+    """``{"reason"?: text, "override"?: {"by": head, "reason": text}}``. An override always needs
+    its reason, whether or not the guard turns out to need it."""
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_body", "the body must be a JSON object")
+    _known(body, REQUEST_FIELDS, "")
+    reason = ""
+    if body.get("reason") is not None:
+        reason = _text(body, "reason", allow_empty=True).strip()
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in reason) or len(reason) > MAX_REASON:
+            raise ApiError(400, "invalid_field", f"reason: at most {MAX_REASON} characters on one line",
+                           field="reason")
+    override = body.get("override")
+    if override is None:
+        return AgentRequest(reason)
+    if not isinstance(override, dict):
+        raise ApiError(400, "invalid_field", "override: expected an object {\"by\", \"reason\"}", field="override")
+    _known(override, OVERRIDE_FIELDS, "override.")
+    if override.get("by") is None:
+        raise ApiError(400, "missing_field", "override.by: required (the department head)", fields=["override.by"])
+    by = _text({"override.by": override["by"]}, "override.by")
+    if override.get("reason") is None or (isinstance(override["reason"], str) and not override["reason"].strip()):
+        raise ApiError(400, "reason_required", "an override needs a reason (override.reason)",
+                       field="override.reason")
+    return AgentRequest(reason, by, _text({"override.reason": override["reason"]}, "override.reason").strip())
+
+
+def _known(body: dict, allowed: tuple[str, ...], prefix: str) -> None:
+    unknown = sorted(set(body) - set(allowed))
+    if unknown:
+        names = [prefix + name for name in unknown]
+        raise ApiError(400, "unknown_fields", f"unknown field(s): {', '.join(names)}; "
+                       f"allowed: {', '.join(prefix + a for a in allowed)}", fields=names)
+
+
+def parse_query(query: MultiMapping[str], departments: set[str],
+                allowed: tuple[str, ...] = PARAMETERS) -> Query:
+    unknown = sorted(set(query) - set(allowed))
     if unknown:
         raise ApiError(400, "unknown_parameters", f"unknown query parameter(s): {', '.join(unknown)}; "
-                       f"allowed: {', '.join(PARAMETERS)}", parameters=unknown)
+                       f"allowed: {', '.join(allowed)}", parameters=unknown)
     for name in query:
         if len(query.getall(name)) > 1:
             raise ApiError(400, "invalid_parameter", f"{name}: given more than once", parameter=name)

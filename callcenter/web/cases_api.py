@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from datetime import date, datetime, time, timedelta
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
@@ -25,7 +24,7 @@ from ..domain.cases import CaseStatus, Disposition, Route
 from ..followup.service import TaskError
 from .app import APP
 from .errors import ApiError, json_response
-from .tasks_api import MAX_LIMIT, _choice, _text, read_json
+from .parsing import choice, day_and_limit, read_json, text_field
 
 LIST_PARAMETERS = ("status", "department", "owner", "caller", "date", "limit")
 ROUTE_PARAMETERS = ("caller", "hotline", "department", "pbx")
@@ -168,21 +167,8 @@ def list_filters(query: MultiMapping[str], tz: ZoneInfo) -> dict:
     check_query(query, LIST_PARAMETERS)
     filters: dict = {name: query[name] for name in ("department", "owner", "caller") if name in query}
     if "status" in query:
-        filters["status"] = _choice(query, "status", tuple(s.value for s in CaseStatus))
-    if "date" in query:
-        try:
-            day = date.fromisoformat(query["date"])
-        except ValueError:
-            raise ApiError(400, "invalid_parameter", f"date: expected YYYY-MM-DD, got {query['date']!r}",
-                           parameter="date") from None
-        filters["since"] = datetime.combine(day, time(0), tz)
-        filters["until"] = filters["since"] + timedelta(days=1)
-    if "limit" in query:
-        raw = query["limit"]
-        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
-            raise ApiError(400, "invalid_parameter", f"limit: expected an integer from 1 to {MAX_LIMIT}, "
-                           f"got {raw!r}", parameter="limit")
-        filters["limit"] = int(raw)
+        filters["status"] = choice(query, "status", tuple(s.value for s in CaseStatus))
+    filters.update(day_and_limit(query, tz))
     return filters
 
 
@@ -219,22 +205,22 @@ def parse_disposition(body, agents: set[str]) -> WrapUp:
     missing = [name for name in ("agent", "disposition") if body.get(name) is None]
     if missing:
         raise ApiError(400, "missing_field", f"{', '.join(missing)}: required", fields=missing)
-    agent, disposition = _text(body, "agent"), _text(body, "disposition")
+    agent, disposition = text_field(body, "agent"), text_field(body, "disposition")
     if agent not in agents:
         raise ApiError(400, "unknown_agent", f"unknown agent {agent!r}")
     if disposition not in {d.value for d in Disposition}:
         raise ApiError(400, "unknown_disposition", f"unknown disposition {disposition!r}; one of "
                        + ", ".join(d.value for d in Disposition))
-    text = {name: _text(body, name) for name in ("item", "work_order", "directed_to")
+    given = {name: text_field(body, name) for name in ("item", "work_order", "directed_to")
             if body.get(name) is not None}
     for name, only in DISPOSITION_ONLY.items():
-        if name in text and disposition != only:
+        if name in given and disposition != only:
             raise ApiError(400, "conflicting_fields", f"{name} goes only with disposition {only.value}",
                            fields=["disposition", name])
-        if disposition == only and name not in text:
+        if disposition == only and name not in given:
             raise ApiError(400, "missing_field", f"{name}: required for {only.value}", fields=[name])
-    note = _text(body, "note", allow_empty=True) if body.get("note") is not None else ""
-    return WrapUp(agent, disposition, note=note, **text)
+    note = text_field(body, "note", allow_empty=True) if body.get("note") is not None else ""
+    return WrapUp(agent, disposition, note=note, **given)
 
 
 @dataclass(frozen=True)
@@ -250,7 +236,7 @@ def parse_change(body, agents: set[str]) -> Change:
     _check_fields(body, PATCH_FIELDS)
     if body.get("by") is None:
         raise ApiError(400, "missing_field", "by: required (who makes the change)", fields=["by"])
-    by = _text(body, "by")
+    by = text_field(body, "by")
     if "owner" in body and "status" in body:
         raise ApiError(400, "conflicting_fields", "owner and status cannot be combined; send them in separate "
                        "requests", fields=["owner", "status"])
@@ -258,21 +244,21 @@ def parse_change(body, agents: set[str]) -> Change:
         if "note" in body:
             raise ApiError(400, "conflicting_fields", "note goes with status; a reassignment takes a reason",
                            fields=["note", "owner"])
-        owner = _text(body, "owner")
+        owner = text_field(body, "owner")
         if owner not in agents:
             raise ApiError(400, "unknown_agent", f"unknown agent {owner!r}")
         if body.get("reason") is None:
             raise ApiError(400, "missing_field", "reason: required (why the case changes hands)",
                            fields=["reason"])
-        return Change(by, owner=owner, reason=_text(body, "reason"))
+        return Change(by, owner=owner, reason=text_field(body, "reason"))
     if "status" in body:
         if "reason" in body:
             raise ApiError(400, "conflicting_fields", "reason goes with owner; closing takes a note",
                            fields=["reason", "status"])
-        if _text(body, "status") != "resolved":
+        if text_field(body, "status") != "resolved":
             raise ApiError(400, "invalid_field", f"status: only \"resolved\" may be set here, got "
                            f"{json.dumps(body['status'], ensure_ascii=False)}", field="status")
-        note = _text(body, "note", allow_empty=True) if body.get("note") is not None else ""
+        note = text_field(body, "note", allow_empty=True) if body.get("note") is not None else ""
         return Change(by, note=note)
     raise ApiError(400, "missing_field", "nothing to do: give owner (with reason) or status",
                    fields=["owner", "status"])

@@ -34,7 +34,7 @@ from ..followup.service import TaskError
 from ..storage import tables as t
 from .app import APP
 from .errors import ApiError, json_response
-from .tasks_api import _text, read_json
+from .parsing import read_json, text_field
 
 PARAMETERS = ("date", "department")
 REQUEST_FIELDS = ("reason", "override")
@@ -162,7 +162,7 @@ def parse_request(body) -> AgentRequest:
     _known(body, REQUEST_FIELDS, "")
     reason = ""
     if body.get("reason") is not None:
-        reason = _text(body, "reason", allow_empty=True).strip()
+        reason = text_field(body, "reason", allow_empty=True).strip()
         if any(ord(ch) < 32 or ord(ch) == 127 for ch in reason) or len(reason) > MAX_REASON:
             raise ApiError(400, "invalid_field", f"reason: at most {MAX_REASON} characters on one line",
                            field="reason")
@@ -174,11 +174,11 @@ def parse_request(body) -> AgentRequest:
     _known(override, OVERRIDE_FIELDS, "override.")
     if override.get("by") is None:
         raise ApiError(400, "missing_field", "override.by: required (the department head)", fields=["override.by"])
-    by = _text({"override.by": override["by"]}, "override.by")
+    by = text_field({"override.by": override["by"]}, "override.by")
     if override.get("reason") is None or (isinstance(override["reason"], str) and not override["reason"].strip()):
         raise ApiError(400, "reason_required", "an override needs a reason (override.reason)",
                        field="override.reason")
-    return AgentRequest(reason, by, _text({"override.reason": override["reason"]}, "override.reason").strip())
+    return AgentRequest(reason, by, text_field({"override.reason": override["reason"]}, "override.reason").strip())
 
 
 def _known(body: dict, allowed: tuple[str, ...], prefix: str) -> None:

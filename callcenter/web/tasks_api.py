@@ -7,9 +7,7 @@ place.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
@@ -19,13 +17,13 @@ from ..domain.tasks import Reason
 from ..followup.service import TaskError
 from .app import APP
 from .errors import ApiError, json_response
+from .parsing import choice, day_and_limit, read_json, text_field
 
 LIST_PARAMETERS = ("status", "department", "assignee", "caller", "overdue", "date", "limit")
 PATCH_FIELDS = ("closure", "assignee", "note", "by")
 CALLBACK_FIELDS = ("agent",)
 # Callbacks.start raises these without a code
 CALLBACK_ERROR_CODES = {502: "pbx_refused", 503: "pbx_not_connected"}
-MAX_LIMIT = 5000
 
 
 def setup_routes(app: web.Application) -> None:
@@ -90,7 +88,7 @@ async def request_callback(request: web.Request) -> web.Response:
         raise ApiError(400, "unknown_fields", f"unknown field(s): {', '.join(unknown)}", fields=unknown)
     if "caller" not in body:
         raise ApiError(400, "missing_field", "caller: required", field="caller")
-    caller = _text(body, "caller")
+    caller = text_field(body, "caller")
     directory = app_obj.followup.directory
     department = body.get("department") or (directory.department_of_hotline(body["hotline"])
                                             if isinstance(body.get("hotline"), str) else None)
@@ -125,38 +123,11 @@ def list_filters(query: MultiMapping[str], tz: ZoneInfo) -> dict:
             raise ApiError(400, "invalid_parameter", f"{name}: empty", parameter=name)
     filters: dict = {name: query[name] for name in ("department", "assignee", "caller") if name in query}
     if "status" in query:
-        filters["status"] = _choice(query, "status", ("open", "closed"))
+        filters["status"] = choice(query, "status", ("open", "closed"))
     if "overdue" in query:
-        filters["overdue"] = _choice(query, "overdue", ("true", "false")) == "true"
-    if "date" in query:
-        try:
-            day = date.fromisoformat(query["date"])
-        except ValueError:
-            raise ApiError(400, "invalid_parameter", f"date: expected YYYY-MM-DD, got {query['date']!r}",
-                           parameter="date") from None
-        filters["since"] = datetime.combine(day, time(0), tz)
-        filters["until"] = filters["since"] + timedelta(days=1)
-    if "limit" in query:
-        raw = query["limit"]
-        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
-            raise ApiError(400, "invalid_parameter", f"limit: expected an integer from 1 to {MAX_LIMIT}, "
-                           f"got {raw!r}", parameter="limit")
-        filters["limit"] = int(raw)
+        filters["overdue"] = choice(query, "overdue", ("true", "false")) == "true"
+    filters.update(day_and_limit(query, tz))
     return filters
-
-
-def _choice(query: MultiMapping[str], name: str, allowed: tuple[str, ...]) -> str:
-    if query[name] not in allowed:
-        raise ApiError(400, "invalid_parameter", f"{name}: expected {' or '.join(allowed)}, got {query[name]!r}",
-                       parameter=name)
-    return query[name]
-
-
-async def read_json(request: web.Request):
-    try:
-        return json.loads(await request.read())      # JSON is UTF-8 whatever the charset claims
-    except (ValueError, RecursionError) as exc:       # JSONDecodeError, UnicodeDecodeError, absurd nesting
-        raise ApiError(400, "malformed_json", f"the body is not valid UTF-8 JSON: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -178,14 +149,14 @@ def parse_change(body) -> Change:
                        f"allowed: {', '.join(PATCH_FIELDS)}", fields=unknown)
     if body.get("by") is None:
         raise ApiError(400, "missing_field", "by: required (who makes the change)", fields=["by"])
-    by = _text(body, "by")
-    closure = _text(body, "closure") if "closure" in body else None
-    note = _text(body, "note", allow_empty=closure is not None) if "note" in body else None
+    by = text_field(body, "by")
+    closure = text_field(body, "closure") if "closure" in body else None
+    note = text_field(body, "note", allow_empty=closure is not None) if "note" in body else None
     if "assignee" in body:
         if closure is not None or note is not None:
             raise ApiError(400, "conflicting_fields", "assignee cannot be combined with closure or note; "
                            "send them in separate requests", fields=sorted({"assignee"} | set(body) - {"by"}))
-        assignee = None if body["assignee"] is None else _text(body, "assignee")
+        assignee = None if body["assignee"] is None else text_field(body, "assignee")
         return Change(by, reassign=True, assignee=assignee)
     if closure is None and note is None:
         raise ApiError(400, "missing_field", "nothing to do: give closure, assignee or note",
@@ -203,16 +174,9 @@ def parse_callback(body, agents: set[str]) -> str:
                        f"allowed: {', '.join(CALLBACK_FIELDS)}", fields=unknown)
     if body.get("agent") is None:
         raise ApiError(400, "missing_field", "agent: required (who calls back)", fields=["agent"])
-    agent = _text(body, "agent")
+    agent = text_field(body, "agent")
     if agent not in agents:
         raise ApiError(400, "unknown_agent", f"unknown agent {agent!r}")
     return agent
 
 
-def _text(body: dict, name: str, allow_empty: bool = False) -> str:
-    value = body[name]
-    if not isinstance(value, str) or not (allow_empty or value.strip()):
-        wanted = "a string" if allow_empty else "a non-empty string"
-        got = json.dumps(value, ensure_ascii=False)
-        raise ApiError(400, "invalid_field", f"{name}: expected {wanted}, got {got}", field=name)
-    return value

@@ -65,7 +65,6 @@ import gc
 import json
 import math
 import os
-import platform
 import random
 import sys
 import time
@@ -91,6 +90,9 @@ AT = datetime(2026, 11, 23, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))   # a Monda
 PBX = "pbx1"
 TARGET_P99_MS = 5.0
 STATUS_NOT_INUSE, STATUS_UNAVAILABLE = 1, 5          # AST_DEVICE_* as QueueMember Status reports them
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine  # noqa: E402
+
 
 
 # --- the world --------------------------------------------------------------------------------------
@@ -378,20 +380,6 @@ def run_full(world: World, repeat: int) -> list[Series]:
 
 # --- report -----------------------------------------------------------------------------------------
 
-def machine() -> str:
-    cpu = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    from importlib.metadata import version
-    return (f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {platform.system()}, "
-            f"pydantic {version('pydantic')}, chinesecalendar {version('chinesecalendar')}")
-
-
 def pin() -> str:
     try:
         cpus = sorted(os.sched_getaffinity(0))
@@ -468,13 +456,13 @@ def main(argv: list[str] | None = None) -> int:
           f"queues: {args.departments * args.queues_per_department}, members logged in: {n_members}")
     print(f"changes: {args.changes} timed per mode after {args.warmup} warm-up, seed {args.seed}: "
           + ", ".join(f"{k} {v}" for k, v in sorted(kinds_count.items())))
-    print(f"machine: {machine()}")
+    print(f"machine: {machine('pydantic', 'chinesecalendar')}")
     print(f"process: {pinned}; {gc_note}; load average {load:.2f} at the start; setup {setup_s:.1f} s")
     print()
 
     problems: list[str] = []
     results: dict = {"posts": n_posts, "agents": n_agents, "members": n_members, "changes": args.changes,
-                     "warmup": args.warmup, "seed": args.seed, "machine": machine(), "load": load,
+                     "warmup": args.warmup, "seed": args.seed, "machine": machine('pydantic', 'chinesecalendar'), "load": load,
                      "gc_freeze": args.gc_freeze, "gc_tracked_objects": tracked, "gc_full_collect_ms": full_gc_ms,
                      "modes": {}}
     per_change: list[Series] = []

@@ -48,7 +48,6 @@ import logging
 import math
 import multiprocessing
 import os
-import platform
 import pstats
 import re
 import sys
@@ -84,6 +83,9 @@ TARGET_RATIO = 0.30            # end to end / bare panoramisk parse
 _ID = re.compile(rb"(?<![\d.])(\d{9,10})\.(\d+)(?![\d.])")
 # caller numbers (mainland mobile numbers in the traces)
 _CALLER = re.compile(rb"(?<![\d.])1[3-9]\d{9}(?![\d.])")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine, pg_urls, pg_create, pg_drop  # noqa: E402
+
 
 
 # --- the input ------------------------------------------------------------------------------------
@@ -364,51 +366,7 @@ def run_e2e(stream: Stream, settings, url: str, label: str, server_mode: str, pi
 
 # --- PostgreSQL: a dedicated database, dropped afterwards ---------------------------------------
 
-def pg_urls(url: str, database: str) -> tuple[str, str]:
-    """(the URL as given, for CREATE/DROP DATABASE; the URL of the benchmark's database)."""
-    plain = re.sub(r"^postgres(ql)?(\+asyncpg)?://", "postgresql://", url)
-    base, sep, query = plain.partition("?")
-    scheme, _, rest = base.partition("://")
-    host = rest.split("/", 1)[0]
-    return plain, f"{scheme}://{host}/{database}{sep}{query}"
-
-
-def _pg(admin_url: str, *statements: str) -> None:
-    async def run() -> None:
-        import asyncpg
-        conn = await asyncpg.connect(admin_url)
-        try:
-            for sql in statements:
-                await conn.execute(sql)
-        finally:
-            await conn.close()
-    asyncio.run(run())
-
-
-def pg_create(admin_url: str, database: str) -> None:
-    _pg(admin_url, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)', f'CREATE DATABASE "{database}"')
-
-
-def pg_drop(admin_url: str, database: str) -> None:
-    _pg(admin_url, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-
-
 # --- driver -----------------------------------------------------------------------------------------
-
-def machine() -> str:
-    cpu = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    from importlib.metadata import version
-    return (f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {platform.system()}, "
-            f"SQLAlchemy {version('sqlalchemy')}, aiosqlite {version('aiosqlite')}, "
-            f"asyncpg {version('asyncpg')}, panoramisk {version('panoramisk')}")
-
 
 def has_app() -> bool:
     return importlib.util.find_spec("callcenter.bootstrap") is not None
@@ -528,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     print(f"input: {args.trace.name} x {copies} = {stream.events:,} events, {len(wire) / 1e6:.1f} MB "
           f"(built in {time.perf_counter() - t:.1f} s)")
-    print(f"machine: {machine()}")
+    print(f"machine: {machine('SQLAlchemy', 'aiosqlite', 'asyncpg', 'panoramisk')}")
     print("pinning: " + (f"service on cpu {pin[0]}" + (f", AMI server on cpu {pin[1]}" if args.server == "process"
                                                          else " (AMI server in the same loop)")
                          if pin else "none"))
@@ -605,7 +563,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n--- cProfile: end to end, {r.label} (a separate run; profiling slows it) ---\n{r.profile}")
     if args.json:
         args.json.write_text(json.dumps({
-            "machine": machine(), "trace": args.trace.name, "copies": copies, "events": stream.events,
+            "machine": machine('SQLAlchemy', 'aiosqlite', 'asyncpg', 'panoramisk'), "trace": args.trace.name, "copies": copies, "events": stream.events,
             "bytes": len(wire), "server": args.server, "pinned": bool(pin), "load_average": load,
             "stages": [{"stage": s, "events_per_s": r, "events_per_cpu_s": c} for s, r, c, _ in rows],
             "end_to_end": [{"label": r.label, "seconds": r.seconds, "cpu_seconds": r.cpu,

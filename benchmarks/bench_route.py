@@ -48,9 +48,7 @@ import json
 import logging
 import math
 import os
-import platform
 import random
-import re
 import sqlite3
 import sys
 import tempfile
@@ -84,6 +82,9 @@ COLUMNS = ("id", "caller_num", "department", "pbx", "queue", "owner", "status", 
 CLOSED = (("resolved", "resolved", 0.80), ("escalated", "escalated_12345", 0.12),
           ("out_of_scope", "out_of_scope", 0.08))
 OPEN_DISPOSITIONS = (None, "follow_up_simple", "follow_up_complex", "knowledge_gap")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine, pg_urls, pg_create, pg_drop  # noqa: E402
+
 
 
 # --- the data ---------------------------------------------------------------------------------------
@@ -257,35 +258,6 @@ async def load_postgres(url: str, data: Dataset, batch: int) -> None:
 
 
 # --- PostgreSQL: a dedicated database, dropped afterwards ---------------------------------------
-
-def pg_urls(url: str, database: str) -> tuple[str, str]:
-    """(the URL as given, for CREATE/DROP DATABASE; the URL of the benchmark's database)."""
-    plain = re.sub(r"^postgres(ql)?(\+asyncpg)?://", "postgresql://", url)
-    base, sep, query = plain.partition("?")
-    scheme, _, rest = base.partition("://")
-    host = rest.split("/", 1)[0]
-    return plain, f"{scheme}://{host}/{database}{sep}{query}"
-
-
-def _pg(admin_url: str, *statements: str) -> None:
-    async def run() -> None:
-        import asyncpg
-        conn = await asyncpg.connect(admin_url)
-        try:
-            for sql in statements:
-                await conn.execute(sql)
-        finally:
-            await conn.close()
-    asyncio.run(run())
-
-
-def pg_create(admin_url: str, database: str) -> None:
-    _pg(admin_url, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)', f'CREATE DATABASE "{database}"')
-
-
-def pg_drop(admin_url: str, database: str) -> None:
-    _pg(admin_url, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-
 
 # --- measuring --------------------------------------------------------------------------------------
 
@@ -483,21 +455,6 @@ def run_backend(backend: str, args, settings, data: Dataset, lookups, warmup, co
 
 # --- driver -----------------------------------------------------------------------------------------
 
-def machine() -> str:
-    cpu = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    from importlib.metadata import version
-    return (f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {platform.system()}, "
-            f"SQLite {sqlite3.sqlite_version}, SQLAlchemy {version('sqlalchemy')}, "
-            f"aiosqlite {version('aiosqlite')}, asyncpg {version('asyncpg')}, aiohttp {version('aiohttp')}")
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 epilog="See docs/performance.md for the figures and what they mean.")
@@ -564,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
           f"(generated in {time.perf_counter() - t0:.1f} s)")
     print(f"lookups: {len(lookups):,} per run (mix {args.mix}: open / closed only / unknown), "
           f"{args.warmup} warm-up; in flight: {', '.join(map(str, concurrencies))}")
-    print(f"machine: {machine()}")
+    print(f"machine: {machine('SQLAlchemy', 'aiosqlite', 'asyncpg', 'aiohttp')}")
     if load > 0.5:
         print(f"note: load average {load:.2f} at the start: other processes compete for the cores")
     print(flush=True)
@@ -605,7 +562,7 @@ def main(argv: list[str] | None = None) -> int:
           + ("met" if not failures else "MISSED") + f"   (total {total:.0f} s)")
     if args.json:
         args.json.write_text(json.dumps({
-            "machine": machine(), "load_average": load, "cases": data.cases, "open": len(data.open_ids),
+            "machine": machine('SQLAlchemy', 'aiosqlite', 'asyncpg', 'aiohttp'), "load_average": load, "cases": data.cases, "open": len(data.open_ids),
             "callers": data.distinct_callers, "lookups": len(lookups), "mix": args.mix,
             "runs": [{"backend": r.backend, "load_seconds": r.load_seconds, "total_seconds": r.total_seconds,
                       "plan": r.plan, "notes": r.notes, "database_mb": r.size_mb,

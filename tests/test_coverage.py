@@ -167,3 +167,18 @@ async def test_after_a_reconnect_the_picture_comes_from_the_resync(rig):
     live = {p["post"]: p for p in app.coverage.live()}
     assert live["market-1"]["a"]["logged_in"] and not live["market-1"]["b"]["logged_in"]
     assert live["market-1"]["a"]["penalty"] == 3       # as the PBX reported it before the fix lands
+
+
+def test_a_post_fallback_sends_callers_to_the_other_posts_queue(settings):
+    """market-1's callers go to the service office's post during a gap (config/agents.yaml)."""
+    from datetime import datetime, timezone
+
+    from callcenter.domain.coverage import NOT_LOGGED_IN, PostState
+    board = CoverageBoard(post_specs(settings))
+    commands = board.evaluate(lambda pbx, queue, agent: NOT_LOGGED_IN, lambda spec: True,
+                              datetime(2026, 11, 23, 2, tzinfo=timezone.utc))
+    assert board.state["market-1"] is PostState.GAP
+    assert any(type(c).__name__ == "OpenIncident" and c.post == "market-1" for c in commands)
+    spec = board.specs["market-1"]
+    assert (spec.fallback.kind, spec.fallback.post) == ("post", "office-1")
+    assert board.specs["office-1"].queue == "q-office"

@@ -208,7 +208,7 @@ class Coverage:
 
     async def _open_incident(self, c: rules.OpenIncident) -> None:
         spec = self.board.specs[c.post]
-        fallback = spec.fallback.kind + (f":{spec.fallback.post}" if spec.fallback.post else "")
+        fallback, _ = self._fallback(spec)
         try:
             async with self.store.begin() as conn:
                 incident = (await conn.execute(insert(t.coverage_incidents).values(
@@ -222,7 +222,7 @@ class Coverage:
             return
         what = "开始办公时无人在岗" if c.start_of_day else "A、B岗均不可接听"
         text = (f"【AB岗空岗】{c.department} 岗位 {c.post}（A：{spec.a_name}，B：{spec.b_name}）{what}，"
-                f"来电已转{ {'pool': '部门队列', 'post': '备用岗位', 'callback': '回电登记'}[spec.fallback.kind] }。请立即安排人员。")
+                f"来电已转{ {'pool': '部门队列', 'post': '备用岗位', 'callback': '回电登记'}[fallback.split(':')[0]] }。请立即安排人员。")
         for channel in self.settings.notify.escalation_channels:
             recipient = {"panel": f"head:{c.department}", "sms": head.phone, "email": head.email}.get(channel)
             if recipient and channel in self.notifier.channels:
@@ -289,7 +289,9 @@ class Coverage:
         ("post:<id>", that post's queue), ("pool", the department's queue) or ("callback", None)."""
         if not self.board.department_uncovered(department):
             return None
-        spec = next(s for s in self.board.specs.values() if s.department == department)
+        return self._fallback(next(s for s in self.board.specs.values() if s.department == department))
+
+    def _fallback(self, spec: rules.PostSpec) -> tuple[str, str | None]:
         if spec.fallback.kind == "post" and spec.fallback.post in self.board.specs:
             return f"post:{spec.fallback.post}", self.board.specs[spec.fallback.post].queue
         if spec.fallback.kind == "callback":

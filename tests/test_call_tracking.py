@@ -82,3 +82,52 @@ def test_auto_pause_after_ring_no_answer(settings):
     _, sessions, _, presence = run("a-noanswer-b-covers", settings, MONDAY_10)
     pauses = [s for s in sessions if s.kind == "pause"]
     assert [(s.agent, s.reason) for s in pauses] == [("1003", "Auto-Pause")]
+
+
+def test_a_direct_dial_to_the_case_owner_is_a_stint_of_its_own(settings):
+    """The dialplan honours the owner route: Dial(PJSIP/1001) before Queue(). The owner does not
+    answer the first time (then the queue takes the call), answers the second time."""
+    from datetime import timedelta
+
+    from callcenter.domain import events as ev
+    from callcenter.domain.calls import DIRECT, CallTracker
+    tracker = CallTracker(settings.directory(), settings.hotline_contexts())
+    t = MONDAY_10
+
+    def call(uid, answer_direct):
+        at = lambda s: t + timedelta(seconds=s)                                   # noqa: E731
+        out = []
+        steps = [
+            ev.ChannelCreated("pbx1", at(0), uid, uid, f"PJSIP/trunk-{uid}", "hotline", "62000001",
+                              "13800000002", "张三"),
+            ev.DialplanStep("pbx1", at(0.1), uid, uid, "hotline", "62000001", "Answer"),
+            ev.DialplanStep("pbx1", at(0.2), uid, uid, "hotline", "62000001", "Dial"),
+            ev.ChannelCreated("pbx1", at(0.2), uid + "1", uid, "PJSIP/1001-0000001a", "agents", "1001", "", ""),
+            ev.DialStarted("pbx1", at(0.2), uid, uid, uid + "1", "PJSIP/1001-0000001a", "PJSIP/1001"),
+            ev.DialEnded("pbx1", at(3), uid, uid, uid + "1", uid, "ANSWER" if answer_direct else "NOANSWER"),
+        ]
+        if answer_direct:
+            steps += [ev.ChannelHungup("pbx1", at(63), uid + "1", uid, "16"),
+                      ev.ChannelHungup("pbx1", at(63), uid, uid, "16")]
+        else:
+            steps += [ev.ChannelHungup("pbx1", at(3), uid + "1", uid, "19"),
+                      ev.QueueJoined("pbx1", at(3.5), uid, uid, "q-market", 1),
+                      ev.QueueLeft("pbx1", at(5), uid, uid, "q-market"),
+                      ev.AgentConnected("pbx1", at(5), uid, uid, "q-market", "Local/1002@agents/n", "Agent B 1002", 2, 1),
+                      ev.AgentCompleted("pbx1", at(20), uid, uid, "q-market", "Local/1002@agents/n", "Agent B 1002", 15, "agent"),
+                      ev.ChannelHungup("pbx1", at(20), uid, uid, "16")]
+        for step in steps:
+            out += tracker.feed(step)
+        return out
+
+    [missed_owner] = call("1800000000.1", answer_direct=False)
+    direct, queued = missed_owner.stints
+    assert (direct.queue, direct.agent, direct.end, direct.no_answers) == (DIRECT, "1001", StintEnd.NO_AGENT, ["1001"])
+    assert (queued.queue, queued.agent, queued.end) == ("q-market", "1002", StintEnd.ANSWERED)
+    assert missed_owner.outcome is Outcome.ANSWERED and missed_owner.caller_name == "张三"
+
+    [reached_owner] = call("1800000100.1", answer_direct=True)
+    [stint] = reached_owner.stints
+    assert (stint.queue, stint.department, stint.agent, stint.end) == (DIRECT, "market", "1001", StintEnd.ANSWERED)
+    assert round(stint.wait_seconds, 1) == 2.8 and stint.talk_seconds == 60.0
+    assert reached_owner.outcome is Outcome.ANSWERED

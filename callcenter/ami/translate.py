@@ -120,6 +120,11 @@ def _originate_response(pbx, at, m):
                               m.get("Uniqueid", ""), m.get("Channel", ""), m.get("Context", ""), m.get("Exten", ""))
 
 
+def _dial_begin(pbx, at, m):
+    return ev.DialStarted(pbx, at, m.get("Uniqueid", ""), m.get("Linkedid", ""), m.get("DestUniqueid", ""),
+                          m.get("DestChannel", ""), m.get("DialString", ""))
+
+
 def _dial_end(pbx, at, m):
     return ev.DialEnded(pbx, at, m.get("Uniqueid", ""), m.get("Linkedid", ""), m.get("DestUniqueid", ""),
                         m.get("DestLinkedid", ""), m.get("DialStatus", ""))
@@ -153,6 +158,7 @@ TRANSLATORS: dict[str, Callable[[str, datetime, Message], ev.Event | None]] = {
     "QueueMemberRemoved": _member_removed,
     "DeviceStateChange": _device_state,
     "OriginateResponse": _originate_response,
+    "DialBegin": _dial_begin,
     "DialEnd": _dial_end,
     "ContactStatus": _contact_status,
 }

@@ -15,6 +15,7 @@ from .directory import Directory
 from .records import CallRecord, Outcome, Stint, StintEnd
 
 UNKNOWN_IDS = ("", "<unknown>")
+DIRECT = "direct"              # the pseudo-queue of calls the dialplan dials straight to an agent
 # Local-channel halves and dialling helpers run no hotline dialplan of their own
 _NOT_CALLER_APPS = frozenset({"AppDial", "AppDial2", "AppQueue"})
 _NO_AGENT_STATUSES = frozenset({"FULL", "JOINEMPTY", "LEAVEEMPTY", "JOINUNAVAIL", "LEAVEUNAVAIL"})
@@ -37,6 +38,8 @@ class _Live:
     reconciled: bool = False
     stints: list[Stint] = field(default_factory=list)
     last_at: datetime | None = None
+    direct: dict[str, Stint] = field(default_factory=dict)        # dest uniqueid -> ringing direct stint
+    direct_answered: list[Stint] = field(default_factory=list)
 
     def open_stint(self, queue: str | None = None) -> Stint | None:
         for stint in reversed(self.stints):
@@ -68,6 +71,8 @@ class CallTracker:
             ev.AgentConnected: self._connected,
             ev.AgentCompleted: self._completed,
             ev.ChannelHungup: self._hungup,
+            ev.DialStarted: self._dial_started,
+            ev.DialEnded: self._dial_ended,
             ev.Resynced: self._resynced,
         }
 
@@ -156,6 +161,9 @@ class CallTracker:
                 if stint.end is None:
                     stint.end = StintEnd.ABANDONED
                     stint.left_at = stint.left_at or e.at
+            for stint in live.direct_answered:       # talk time of a direct call: until the caller leaves
+                if stint.talk_seconds is None and stint.answered_at is not None:
+                    stint.talk_seconds = round((e.at - stint.answered_at).total_seconds(), 1)
         if not live.channels:
             return self._finish(live, e.at)
         return None
@@ -240,6 +248,38 @@ class CallTracker:
                 stint.talk_seconds = float(e.talk_time)
                 stint.completed_by = "transfer" if stint.transferred else e.reason
                 return
+
+    # --- direct dials -------------------------------------------------------------------------
+
+    def _dial_started(self, e: ev.DialStarted):
+        """The caller leg, outside any queue, dials an agent's phone directly (the dialplan
+        honouring the owner route): a stint of its own, on the pseudo-queue "direct"."""
+        live = self._live(e.pbx, e.uniqueid, e.linkedid, e.at, create=False)
+        if live is None or e.uniqueid != live.caller_leg:
+            return
+        if any(s.end is None for s in live.stints):
+            return                                   # the Queue application ringing its members
+        agent = self.directory.agent_of_channel(e.dest_channel)
+        if agent is None:
+            return
+        department = self.directory.department_of_hotline(live.hotline)
+        stint = Stint(DIRECT, department, e.at, agent=agent, interface=e.dest_channel.split(";")[0])
+        stint.rings = 1
+        live.stints.append(stint)
+        live.direct[e.dest_uniqueid] = stint
+
+    def _dial_ended(self, e: ev.DialEnded):
+        live = self._live(e.pbx, e.uniqueid, e.linkedid, e.at, create=False)
+        stint = live.direct.pop(e.dest_uniqueid, None) if live is not None else None
+        if stint is None:
+            return
+        if e.status == "ANSWER":
+            stint.end, stint.answered_at = StintEnd.ANSWERED, e.at
+            live.direct_answered.append(stint)
+        else:
+            stint.end = StintEnd.NO_AGENT
+            stint.no_answers.append(stint.agent or stint.interface)
+        stint.left_at = e.at
 
     # --- link ---------------------------------------------------------------------------------
 

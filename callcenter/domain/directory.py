@@ -26,6 +26,15 @@ class Directory:
     def agent_of(self, interface: str, member_name: str = "") -> str | None:
         return self.interface_agent.get(interface) or self.member_agent.get(member_name)
 
+    def agent_of_channel(self, channel: str) -> str | None:
+        """'PJSIP/1001-0000001a' or 'Local/1001@agents-00000065;1' -> the agent of that phone."""
+        base = channel.split(";")[0]
+        for interface, agent in self.interface_agent.items():
+            stem = interface[:-2] if interface.endswith("/n") else interface
+            if base == stem or base.startswith(stem + "-"):
+                return agent
+        return None
+
     def main_queue(self, department: str, pbx: str) -> str | None:
         queues = self.department_queues.get(department, [])
         for q_pbx, name in queues:

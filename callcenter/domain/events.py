@@ -218,6 +218,17 @@ class OriginateResult(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class DialStarted(Event):
+    """A channel dials another (AMI DialBegin): the Queue application's own dials, or a direct
+    Dial() of the dialplan, e.g. to a case owner's phone before the queue."""
+    uniqueid: str               # the dialling channel
+    linkedid: str
+    dest_uniqueid: str
+    dest_channel: str
+    dial_string: str
+
+
+@dataclass(frozen=True, slots=True)
 class DialEnded(Event):
     uniqueid: str               # the dialling channel ("" for an Originate's own dial)
     linkedid: str

@@ -84,7 +84,7 @@ _ID = re.compile(rb"(?<![\d.])(\d{9,10})\.(\d+)(?![\d.])")
 # caller numbers (mainland mobile numbers in the traces)
 _CALLER = re.compile(rb"(?<![\d.])1[3-9]\d{9}(?![\d.])")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, pg_urls, pg_create, pg_drop  # noqa: E402
+from common import backends as common_backends, machine, pg_urls, pg_create, pg_drop  # noqa: E402
 
 
 
@@ -409,17 +409,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def e2e_runs(args, stream: Stream, settings, pin) -> list[E2E]:
     """Every requested (pipeline, backend), each run on a fresh database; the best run is kept."""
-    backends = []
-    for backend in (b.strip() for b in args.db.split(",") if b.strip()):
-        if backend in ("postgresql", "postgres", "pg"):
-            if args.postgres:
-                backends.append("postgresql")
-            else:
-                print("PostgreSQL skipped: CALLCENTER_TEST_POSTGRES_URL is not set", flush=True)
-        elif backend == "sqlite":
-            backends.append(backend)
-        else:
-            raise SystemExit(f"bench_ingest: unknown backend {backend!r}")
+    backends = common_backends(args.db, args.postgres, "bench_ingest")
     pipelines = ["service", "app"] if args.pipeline == "auto" else [
         p.strip() for p in args.pipeline.split(",") if p.strip()]
     if args.pipeline == "auto" and not has_app():

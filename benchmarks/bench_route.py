@@ -83,7 +83,7 @@ CLOSED = (("resolved", "resolved", 0.80), ("escalated", "escalated_12345", 0.12)
           ("out_of_scope", "out_of_scope", 0.08))
 OPEN_DISPOSITIONS = (None, "follow_up_simple", "follow_up_complex", "knowledge_gap")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, pg_urls, pg_create, pg_drop  # noqa: E402
+from common import backends, machine, pg_urls, pg_create, pg_drop  # noqa: E402
 
 
 
@@ -484,18 +484,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def backends_of(args) -> list[str]:
-    out = []
-    for backend in (b.strip() for b in args.db.split(",") if b.strip()):
-        if backend in ("postgresql", "postgres", "pg"):
-            if args.postgres:
-                out.append("postgresql")
-            else:
-                print("PostgreSQL skipped: CALLCENTER_TEST_POSTGRES_URL is not set", flush=True)
-        elif backend == "sqlite":
-            out.append(backend)
-        else:
-            raise SystemExit(f"bench_route: unknown backend {backend!r}")
-    return out
+    return backends(args.db, args.postgres, "bench_route")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -50,3 +50,19 @@ def pg_create(admin_url: str, database: str) -> None:
 
 def pg_drop(admin_url: str, database: str) -> None:
     _pg(admin_url, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+def backends(spec: str, postgres_url: str | None, name: str) -> list[str]:
+    """`--db sqlite,postgresql` as a list; PostgreSQL only when a URL is known."""
+    out = []
+    for backend in (b.strip() for b in spec.split(",") if b.strip()):
+        if backend in ("postgresql", "postgres", "pg"):
+            if postgres_url:
+                out.append("postgresql")
+            else:
+                print("PostgreSQL skipped: CALLCENTER_TEST_POSTGRES_URL is not set", flush=True)
+        elif backend == "sqlite":
+            out.append(backend)
+        else:
+            raise SystemExit(f"{name}: unknown backend {backend!r}")
+    return out

@@ -21,7 +21,7 @@ from .notify.notifier import Notifier
 from .service import Service
 from .settings import Settings
 from .storage.store import Store
-from .workdays import build_calendar
+from .workdays import build_calendar, warn_missing_year
 
 log = logging.getLogger(__name__)
 
@@ -38,18 +38,15 @@ class App:
     panel: PanelChannel                              # what the web panel will show live
     channels: dict                                   # notification channels by name
     notifier: Notifier
+    after_commit: AfterCommit
     calendar: object
     clock: object
     extras: list = field(default_factory=list)      # started after the service, stopped before it
 
     async def start(self) -> None:
-        warning = self.calendar.missing_year_warning(self.clock.now().astimezone(self.calendar.tz).date())
-        if warning:
-            log.warning(warning)
+        warn_missing_year(self.calendar, self.clock.now().astimezone(self.calendar.tz).date())
         await self.service.start()                   # migrates the database
-        caught_up = await self.cases.process_pending() + await self.followup.process_pending()
-        if caught_up:
-            log.info("follow-up: caught up on %d calls committed before this start", caught_up)
+        await self.after_commit.run_once()           # calls committed before this start
         for extra in self.extras:
             await extra.start()
 
@@ -57,8 +54,7 @@ class App:
         for extra in reversed(self.extras):
             await extra.stop()
         await self.service.stop()
-        await self.cases.process_pending()
-        await self.followup.process_pending()
+        await self.after_commit.run_once()           # calls the service flushed while stopping
         await self.store.close()
 
 
@@ -107,6 +103,6 @@ def build(settings: Settings, db_url: str, clock=None, live: bool = False) -> Ap
     contexts = {"*": frozenset({settings.followup.callback.context})}
     service.add_tracker(CallbackTracker(contexts), callbacks.record)
     app = App(settings, store, service, followup, callbacks, cases, coverage, panel, channels, notifier,
-              calendar, clock)
+              after_commit, calendar, clock)
     app.extras += [after_commit, coverage]
     return app

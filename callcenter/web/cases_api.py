@@ -24,7 +24,7 @@ from ..domain.cases import CaseStatus, Disposition, Route
 from ..followup.service import TaskError
 from .app import APP
 from .errors import ApiError, json_response
-from .parsing import choice, day_and_limit, read_json, text_field
+from .parsing import check_query, choice, day_and_limit, read_json, text_field
 
 LIST_PARAMETERS = ("status", "department", "owner", "caller", "date", "limit")
 ROUTE_PARAMETERS = ("caller", "hotline", "department", "pbx")
@@ -148,18 +148,6 @@ def case_id(request: web.Request) -> int:
     if len(raw) > 18:                            # beyond a database integer: cannot exist
         raise ApiError(404, "not_found", f"no case {raw}")
     return int(raw)
-
-
-def check_query(query: MultiMapping[str], allowed: tuple[str, ...], may_be_empty: tuple[str, ...] = ()) -> None:
-    unknown = sorted(set(query) - set(allowed))
-    if unknown:
-        raise ApiError(400, "unknown_parameters", f"unknown query parameter(s): {', '.join(unknown)}; "
-                       f"allowed: {', '.join(allowed)}", parameters=unknown)
-    for name in query:
-        if len(query.getall(name)) > 1:
-            raise ApiError(400, "invalid_parameter", f"{name}: given more than once", parameter=name)
-        if not query[name] and name not in may_be_empty:
-            raise ApiError(400, "invalid_parameter", f"{name}: empty", parameter=name)
 
 
 def list_filters(query: MultiMapping[str], tz: ZoneInfo) -> dict:

@@ -34,7 +34,7 @@ from ..followup.service import TaskError
 from ..storage import tables as t
 from .app import APP
 from .errors import ApiError, json_response
-from .parsing import read_json, text_field
+from .parsing import check_query, read_json, text_field
 
 PARAMETERS = ("date", "department")
 REQUEST_FIELDS = ("reason", "override")
@@ -191,15 +191,7 @@ def _known(body: dict, allowed: tuple[str, ...], prefix: str) -> None:
 
 def parse_query(query: MultiMapping[str], departments: set[str],
                 allowed: tuple[str, ...] = PARAMETERS) -> Query:
-    unknown = sorted(set(query) - set(allowed))
-    if unknown:
-        raise ApiError(400, "unknown_parameters", f"unknown query parameter(s): {', '.join(unknown)}; "
-                       f"allowed: {', '.join(allowed)}", parameters=unknown)
-    for name in query:
-        if len(query.getall(name)) > 1:
-            raise ApiError(400, "invalid_parameter", f"{name}: given more than once", parameter=name)
-        if not query[name]:
-            raise ApiError(400, "invalid_parameter", f"{name}: empty", parameter=name)
+    check_query(query, allowed)
     day = None
     if "date" in query:
         try:

@@ -37,6 +37,19 @@ def text_field(body: dict, name: str, allow_empty: bool = False) -> str:
     return value
 
 
+def check_query(query: MultiMapping[str], allowed: tuple[str, ...], may_be_empty: tuple[str, ...] = ()) -> None:
+    """Only `allowed` parameters, each given once and (but for `may_be_empty`) not empty."""
+    unknown = sorted(set(query) - set(allowed))
+    if unknown:
+        raise ApiError(400, "unknown_parameters", f"unknown query parameter(s): {', '.join(unknown)}; "
+                       f"allowed: {', '.join(allowed)}", parameters=unknown)
+    for name in query:
+        if len(query.getall(name)) > 1:
+            raise ApiError(400, "invalid_parameter", f"{name}: given more than once", parameter=name)
+        if not query[name] and name not in may_be_empty:
+            raise ApiError(400, "invalid_parameter", f"{name}: empty", parameter=name)
+
+
 def day_and_limit(query: MultiMapping[str], tz: ZoneInfo) -> dict:
     """`date=YYYY-MM-DD` (a day in `tz`) as since/until, and `limit=N` (1 to MAX_LIMIT)."""
     filters: dict = {}

@@ -17,7 +17,7 @@ from ..domain.tasks import Reason
 from ..followup.service import TaskError
 from .app import APP
 from .errors import ApiError, json_response
-from .parsing import choice, day_and_limit, read_json, text_field
+from .parsing import check_query, choice, day_and_limit, read_json, text_field
 
 LIST_PARAMETERS = ("status", "department", "assignee", "caller", "overdue", "date", "limit")
 PATCH_FIELDS = ("closure", "assignee", "note", "by")
@@ -112,15 +112,7 @@ def task_id(request: web.Request) -> int:
 
 def list_filters(query: MultiMapping[str], tz: ZoneInfo) -> dict:
     """Query parameters to FollowUp.list keyword arguments."""
-    unknown = sorted(set(query) - set(LIST_PARAMETERS))
-    if unknown:
-        raise ApiError(400, "unknown_parameters", f"unknown query parameter(s): {', '.join(unknown)}; "
-                       f"allowed: {', '.join(LIST_PARAMETERS)}", parameters=unknown)
-    for name in query:
-        if len(query.getall(name)) > 1:
-            raise ApiError(400, "invalid_parameter", f"{name}: given more than once", parameter=name)
-        if not query[name]:
-            raise ApiError(400, "invalid_parameter", f"{name}: empty", parameter=name)
+    check_query(query, LIST_PARAMETERS)
     filters: dict = {name: query[name] for name in ("department", "assignee", "caller") if name in query}
     if "status" in query:
         filters["status"] = choice(query, "status", ("open", "closed"))

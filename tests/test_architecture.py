@@ -12,18 +12,47 @@ FORBIDDEN = {"aiohttp", "sqlalchemy", "panoramisk", "apscheduler", "twilio", "al
 
 
 def _imports(path):
+    """Top-level names imported by `path`; a relative import is resolved against the file's
+    package, so `from ..storage import tables` inside callcenter/domain/ yields `callcenter.storage`."""
     tree = ast.parse(path.read_text())
+    package = path.relative_to(ROOT).with_suffix("").parts[:-1]
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             yield from (a.name.split(".")[0] for a in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0:
             yield node.module.split(".")[0]
+        elif isinstance(node, ast.ImportFrom):
+            base = package[:len(package) - (node.level - 1)] if node.level > 1 else package
+            target = ".".join(base + tuple((node.module or "").split(".")) if node.module else base)
+            if node.module is None:
+                yield from (f"{target}.{a.name}" for a in node.names)
+            else:
+                yield target
+
+
+def _forbidden(path) -> set[str]:
+    bad = set()
+    for name in _imports(path):
+        if name.split(".")[0] in FORBIDDEN:
+            bad.add(name)
+        elif name.startswith("callcenter.") and not name.startswith("callcenter.domain"):
+            bad.add(name)                           # the domain imports nothing of the adapters
+    return bad
 
 
 def test_domain_imports_only_the_standard_library_and_itself():
     for path in (ROOT / "callcenter" / "domain").glob("*.py"):
-        bad = FORBIDDEN & set(_imports(path))
+        bad = _forbidden(path)
         assert not bad, f"{path.name} imports {bad}"
+
+
+def test_the_import_check_sees_relative_imports(tmp_path):
+    probe = ROOT / "callcenter" / "domain" / "_probe_for_test.py"
+    try:
+        probe.write_text("from ..storage import tables\nfrom . import calls\nfrom .. import clock\n")
+        assert _forbidden(probe) == {"callcenter.storage", "callcenter.clock"}
+    finally:
+        probe.unlink()
 
 
 def test_domain_reads_no_clock():

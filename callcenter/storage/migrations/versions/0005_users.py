@@ -1,0 +1,20 @@
+"""users, API tokens, panel sessions and log-in attempts (issue 10)
+
+Revision ID: 0005
+Revises: 0004
+"""
+import sqlalchemy as sa  # noqa: F401
+from alembic import op  # noqa: F401
+
+revision = "0005"
+down_revision = "0004"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass                                            # reserved; filled by the issue's work
+
+
+def downgrade() -> None:
+    pass

@@ -45,6 +45,7 @@ async def wait_for_stream(service: Service, server: AmiServer, client, timeout: 
 async def replay(settings: Settings, db_url: str, files: list[str], at: datetime,
                  speed: float | None = None, pbx: str | None = None) -> ReplaySummary:
     app = build(settings, db_url, StreamClock(at))
+    app.service.checkpointer.resume = False         # a trace is complete in itself: nothing to resume
     service = app.service
     pbx_id = pbx or (settings.pbxes[0].id if settings.pbxes else "pbx1")
     loop = asyncio.get_running_loop()
@@ -67,6 +68,7 @@ async def replay(settings: Settings, db_url: str, files: list[str], at: datetime
             events += server.sent
             last = trace.messages[-1][0] if trace.messages else 0.0
             at = at + timedelta(seconds=last + 1)
+        await app.after_commit.catch_up()      # every call's case and task before the summary
         open_calls = service.calls.open_calls
         if open_calls:
             log.warning("%d calls were still open when the stream ended", open_calls)

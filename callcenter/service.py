@@ -4,7 +4,9 @@ PBX adapters put what they receive on one queue; a single consumer translates it
 events, feeds the call and presence trackers, commits completed calls and closed sessions, and
 only then hands them to whoever acts on them (``on_calls_committed``). Listeners of raw domain
 events (``subscribe``) run in order too; an exception in one is logged and counted and the stream
-goes on. If the database is unavailable the records are kept and retried: nothing is dropped.
+goes on. If the database is unavailable the records (and trackers' results) are kept and retried
+every `database.retry_seconds` while ingest goes on; at shutdown what is still held goes to the
+journal (callcenter/journal.py, through `Service` as a holder): nothing is dropped.
 """
 from __future__ import annotations
 
@@ -17,10 +19,13 @@ from .ami.client import AmiClient, Endpoint
 from .ami.translate import translate
 from .clock import SystemClock
 from .domain import events as ev
+from .domain.validation import mask_numbers
 from .domain.calls import CallTracker
 from .domain.presence import AgentSession, PresenceTracker
 from .domain.records import CallRecord
 from .settings import PbxEndpoint, Settings
+from .service_held import HeldRecords
+from .storage.health import describe, is_unavailable
 from .storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -28,7 +33,7 @@ EventListener = Callable[[ev.Event], None]
 CommitListener = Callable[[list[CallRecord]], Awaitable[None]]
 
 
-class Service:
+class Service(HeldRecords):
     def __init__(self, settings: Settings, store: Store, clock=None):
         self.settings = settings
         self.store = store
@@ -41,7 +46,11 @@ class Service:
         self.listeners: list[EventListener] = []
         self.commit_listeners: list[CommitListener] = []
         self.trackers: list[tuple[object, list, Callable[[list], Awaitable[None]]]] = []
+        self.tracker_names: list[str] = []
         self.unsaved_calls: list[CallRecord] = []
+        # callables that may hold back completed records and return the rest (callcenter/queuelog/
+        # holds partly-seen calls until queue_log has their facts; they come back through `submit`)
+        self.record_filters: list[Callable[[list[CallRecord]], list[CallRecord]]] = []
         self.unsaved_sessions: list[AgentSession] = []
         self.messages_processed = 0
         self.calls_committed = 0
@@ -51,6 +60,13 @@ class Service:
         self._idle.set()
         self._consumer: asyncio.Task | None = None
         self._observe = getattr(self.clock, "observe", None)   # a replay's clock follows the stream
+        self.checkpointer = None      # callcenter/checkpointer.py: open state across restarts (bootstrap)
+        self.name = "service"         # as a holder of held writes (callcenter/journal.py)
+        self.retry_seconds = store.options.retry_seconds
+        self._retry_at: float | None = None          # the database failed: next try (loop time)
+        self._flush_lock = asyncio.Lock()
+        self._retrying: asyncio.Task | None = None   # a retry off the consumer while the database is away
+        self.rejected: list = []                     # records the database refused (not an outage)
 
     # --- wiring -------------------------------------------------------------------------------
 
@@ -60,9 +76,18 @@ class Service:
     def on_calls_committed(self, listener: CommitListener) -> None:
         self.commit_listeners.append(listener)
 
-    def add_tracker(self, tracker, persist: Callable[[list], Awaitable[None]]) -> None:
-        """Another pure tracker fed in order; its results are persisted after the calls commit."""
+    def add_tracker(self, tracker, persist: Callable[[list], Awaitable[None]], name: str = "results") -> None:
+        """Another pure tracker fed in order; its results are persisted after the calls commit.
+        ``persist`` raising an error that says the database is unavailable keeps them for retry."""
         self.trackers.append((tracker, [], persist))
+        self.tracker_names.append(name)
+
+    def submit(self, records: list[CallRecord]) -> None:
+        """Calls completed outside the stream (queue_log reconciliation) join the same commit
+        path as the stream's: stored idempotently, then the commit listeners run."""
+        if records:
+            self.unsaved_calls.extend(records)
+            self.sink("", [], self.clock.now())
 
     def sink(self, pbx: str, items: list, received: datetime) -> None:
         self._idle.clear()
@@ -79,27 +104,63 @@ class Service:
 
     async def start(self) -> None:
         await self.store.migrate()
+        if self.checkpointer is not None:
+            await self.checkpointer.restore()          # open calls and sessions, before any event
         self._consumer = asyncio.get_running_loop().create_task(self._consume(), name="consumer")
+        if self.checkpointer is not None:
+            self.checkpointer.start()
         for client in self.clients.values():
             client.start()
 
     async def stop(self) -> None:
         for client in self.clients.values():
             await client.stop()
-        await self.settled(timeout=10)
-        if self._consumer:
-            self._consumer.cancel()
+        await self._drain(timeout=5)
+        # bounded: a dead database cannot hold the stop (one known to be down gets a brief try)
+        stop_seconds = self.store.options.stop_seconds if self.store.health.ok else min(0.5, self.store.options.stop_seconds)
+        try:
+            await asyncio.wait_for(self._flush(force=True), stop_seconds)
+        except asyncio.TimeoutError:
+            pass
+        if self._retrying is not None and not self._retrying.done():
+            self._retrying.cancel()
+            await asyncio.wait({self._retrying}, timeout=1)
+        if self.unsaved_calls or self.unsaved_sessions:
+            log.warning("%d completed calls and %d sessions not stored at stop; they go to the journal",
+                        len(self.unsaved_calls), len(self.unsaved_sessions))
+        if self.checkpointer is not None:
             try:
-                await self._consumer
-            except asyncio.CancelledError:
-                pass
-        await self._flush()
-        if self.unsaved_calls:
-            log.error("%d completed calls could not be stored", len(self.unsaved_calls))
+                await asyncio.wait_for(self.checkpointer.stop(), 3)   # the open state, after the last flush
+            except (Exception, asyncio.TimeoutError):
+                log.exception("the final checkpoint failed; the last periodic one stands")
 
     async def settled(self, timeout: float | None = None) -> None:
         """Wait until everything received so far is processed and committed."""
         await asyncio.wait_for(self._idle.wait(), timeout)
+
+    async def _drain(self, timeout: float) -> None:
+        """Stop the consumer once the inbox is processed (or at once when the database is known
+        to be away, or after ``timeout``: a consumer stuck on a hung database is cancelled, its
+        records stay held, and what is left in the inbox is processed here)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (self._busy or not self.inbox.empty()) and loop.time() < deadline and self._consumer \
+                and not self._consumer.done() and self.store.health.ok:
+            await asyncio.sleep(0.01)
+        # cancelled again until it ends: Python 3.11's wait_for can swallow a cancellation that
+        # arrives as its inner get() completes
+        while self._consumer and not self._consumer.done():
+            self._consumer.cancel()
+            await asyncio.wait({self._consumer}, timeout=0.1)
+        while not self.inbox.empty():
+            pbx, items, received = self.inbox.get_nowait()
+            records: list[CallRecord] = []
+            sessions: list[AgentSession] = []
+            for item in items:
+                self._process(pbx, item, received, records, sessions)
+            self.unsaved_calls.extend(records)
+            self.unsaved_sessions.extend(sessions)
+        self._busy = False
 
     # --- the pipe -----------------------------------------------------------------------------
 
@@ -108,7 +169,7 @@ class Service:
         while True:
             if self.unsaved_calls or self.unsaved_sessions:
                 try:
-                    first = await asyncio.wait_for(inbox.get(), 1.0)
+                    first = await asyncio.wait_for(inbox.get(), self.retry_seconds)
                 except asyncio.TimeoutError:
                     await self._flush()        # the database was down: retry what we hold
                     if not self.unsaved_calls and inbox.empty():
@@ -137,7 +198,7 @@ class Service:
             event = item if isinstance(item, ev.Event) else translate(pbx, item, received)
         except Exception:
             self.handler_errors += 1
-            log.exception("cannot translate AMI message %r", str(item)[:200])
+            log.exception("cannot translate AMI message %r", mask_numbers(str(item)[:200]))
             return
         self.messages_processed += 1
         if event is None:
@@ -145,48 +206,86 @@ class Service:
         if self._observe is not None:
             self._observe(event.at)
         try:
-            records.extend(self.calls.feed(event))
+            done = self.calls.feed(event)
+            for keep in self.record_filters:
+                done = keep(done) if done else done
+            records.extend(done)
             sessions.extend(self.presence.feed(event))
             for tracker, results, _ in self.trackers:
                 results.extend(tracker.feed(event))
         except Exception:
             self.handler_errors += 1
-            log.exception("call tracking failed on %r", event)
+            log.exception("call tracking failed on %s", mask_numbers(repr(event)))
         for listener in self.listeners:
             try:
                 listener(event)
             except Exception:
                 self.handler_errors += 1
-                log.exception("event listener %r failed on %r", listener, event)
+                log.exception("event listener %r failed on %s", listener, mask_numbers(repr(event)))
 
-    async def _flush(self) -> None:
-        await self._flush_records()
-        for _, results, persist in self.trackers:
-            if results:
+    async def _flush(self, force: bool = False) -> None:
+        """Store what is held: completed calls and sessions, then the trackers' results. After a
+        failure nothing is tried again for `retry_seconds` (unless ``force``), and while the
+        database is known to be away the retry runs beside the consumer: ingest goes on."""
+        if not force:
+            loop = asyncio.get_running_loop()
+            if (self._retry_at is not None and loop.time() < self._retry_at) or self._flush_lock.locked():
+                return                              # not yet, or a retry is under way
+            if not self.store.health.ok:
+                if self._retrying is None or self._retrying.done():
+                    self._retrying = loop.create_task(self._flush(force=True), name="service-retry")
+                return
+        async with self._flush_lock:
+            if not await self._flush_records():
+                return                              # results may depend on the calls: they wait
+            for (_, results, persist), name in zip(self.trackers, self.tracker_names):
+                if not results:
+                    continue
                 batch = results[:]
-                results.clear()
+                del results[:len(batch)]
                 try:
                     await persist(batch)
-                except Exception:
+                except Exception as exc:
+                    if is_unavailable(exc):
+                        results[:0] = batch             # kept, in order, for the retry
+                        self._failed(exc, f"{len(batch)} {name}")
+                        return
                     self.handler_errors += 1
-                    log.exception("persisting %d results of %r failed", len(batch), persist)
+                    log.exception("persisting %d %s failed", len(batch), name)
 
-    async def _flush_records(self) -> None:
+    def _failed(self, exc: Exception, what: str) -> None:
+        self._retry_at = asyncio.get_running_loop().time() + self.retry_seconds
+        if not is_unavailable(exc):                 # unavailability is logged once by store.health
+            log.error("storing %s failed; kept for retry: %s", what, describe(exc))
+
+    async def _flush_records(self) -> bool:
+        """True when nothing is held any more."""
         if not self.unsaved_calls and not self.unsaved_sessions:
-            return
-        calls, sessions = self.unsaved_calls, self.unsaved_sessions
+            self._retry_at = None
+            return True
+        calls, sessions = self.unsaved_calls[:], self.unsaved_sessions[:]
+        stored = calls
         try:
             await self.store.save_calls(calls)
             await self.store.save_sessions(sessions)
-        except Exception:
-            log.exception("storing %d calls failed; kept for retry", len(calls))
-            await asyncio.sleep(1)
-            return
-        self.unsaved_calls, self.unsaved_sessions = [], []
-        self.calls_committed += len(calls)
+        except Exception as exc:
+            if is_unavailable(exc):
+                self._failed(exc, f"{len(calls)} calls and {len(sessions)} sessions")
+                return False
+            try:                                        # rejected, not an outage: find the bad ones
+                stored = await self._one_by_one(calls, sessions)
+            except Exception as again:
+                self._failed(again, f"{len(calls)} calls and {len(sessions)} sessions")
+                return False
+        self._retry_at = None
+        del self.unsaved_calls[:len(calls)]             # more may have come meanwhile
+        del self.unsaved_sessions[:len(sessions)]
+        self.calls_committed += len(stored)
         for listener in self.commit_listeners:
             try:
-                await listener(calls)
+                await listener(stored)
             except Exception:
                 self.handler_errors += 1
                 log.exception("commit listener %r failed", listener)
+        return True
+

@@ -75,6 +75,16 @@ class FollowUpSettings(Strict):
     callback: CallbackSettings = Field(default_factory=CallbackSettings)
 
 
+class PipelineSettings(Strict):
+    """What acts on committed calls (callcenter/aftercommit.py)."""
+    batch_size: int = Field(200, ge=1)              # calls per transaction
+    max_attempts: int = Field(3, ge=1)              # failed tries of one call's step before it is parked
+    tick_seconds: float = Field(5, gt=0)            # a pass at least this often (retries, callback expiry)
+    callback_margin_seconds: float = Field(30, ge=0)   # a callback still pending after ring_timeout + this expires
+    stop_seconds: float = Field(3, ge=0)            # at shutdown, keep catching up this long at most
+    linger_seconds: float = Field(0.1, ge=0)        # a pass waits this long for a batch to fill
+
+
 class CaseSettings(Strict):
     simple_workdays: int = Field(5, ge=1)           # "1515": simple matters solved in 5 workdays
     complex_workdays: int = Field(15, ge=1)         # complex ones in 15
@@ -114,10 +124,43 @@ class NotifySettings(Strict):
     escalation_channels: list[str] = Field(default_factory=lambda: ["panel", "sms", "email"])  # to the head
 
 
+class WebTls(Strict):
+    cert: str = Field(min_length=1)          # PEM certificate chain; relative to the configuration directory
+    key: str = Field(min_length=1)           # PEM private key
+
+
 class WebSettings(Strict):
-    host: str = "127.0.0.1"
+    host: str = "127.0.0.1"                  # not loopback: needs tls, or behind_proxy (settings_checks.py)
     port: int = Field(8080, ge=0, le=65535)
-    allowed_origins: list[str] = Field(default_factory=list)   # for WebSocket Origin checks
+    tls: WebTls | None = None                # serve HTTPS directly
+    behind_proxy: bool = False               # a TLS reverse proxy in front (docs/operations.md)
+    allowed_origins: list[str] = Field(default_factory=list)   # Origins a session may act from (and WebSockets)
+    # panel sessions and log-ins (issue 10; docs/api.md "Authentication")
+    session_idle_minutes: float = Field(30, gt=0)        # a session unused this long ends
+    session_max_hours: float = Field(12, gt=0)           # and every session ends this long after log-in
+    login_max_failures: int = Field(5, ge=1)             # failed log-ins per user name within the window
+    login_max_failures_per_address: int = Field(20, ge=1)   # failed log-ins per client address
+    login_window_minutes: float = Field(15, gt=0)
+
+
+class InstanceSettings(Strict):
+    """Restarts and more than one instance (docs/architecture.md "Checkpoints and more than one
+    instance"): how often open calls and sessions are checkpointed, how often the lock is polled."""
+    checkpoint_seconds: float = Field(10, gt=0)     # open calls and agent sessions saved this often
+    leader_poll_seconds: float = Field(1, gt=0)     # PostgreSQL: the advisory lock is tried / checked this often
+
+
+class DatabaseSettings(Strict):
+    """Database faults (docs/operations.md "Database faults"): timeouts, retries, the journal."""
+    connect_timeout: float = Field(5, gt=0)         # PostgreSQL: seconds to open a connection
+    statement_timeout: float = Field(15, gt=0)      # PostgreSQL: seconds one statement may take
+    pool_timeout: float = Field(5, gt=0)            # seconds to wait for a free pooled connection
+    busy_timeout: float = Field(5, ge=0)            # SQLite: seconds to wait for another writer's lock
+    stall_seconds: float = Field(3, gt=0)           # a write unanswered this long marks the database degraded
+    retry_seconds: float = Field(1, gt=0)           # held writes are retried this often while it is down
+    probe_seconds: float = Field(5, gt=0)           # after this long without a write, probe it (SELECT 1)
+    stop_seconds: float = Field(3, ge=0)            # at shutdown, try the database this long, then journal
+    journal: str | None = None                      # default: next to the SQLite file, else ./callcenter-journal.jsonl
 
 
 class PbxEndpoint(Strict):
@@ -132,6 +175,10 @@ class PbxEndpoint(Strict):
     ping_interval: float = Field(20, gt=0)
     reconnect_min: float = Field(0.5, gt=0)
     reconnect_max: float = Field(30, gt=0)
+    # the PBX's own record, read as a second source (docs/architecture.md "Link loss and restarts")
+    queue_log: str | None = None                    # path of Asterisk's queue_log file on this host
+    queue_log_poll: float = Field(1, gt=0)          # seconds between reads of the file
+    queue_log_settle: float = Field(5, gt=0)        # seconds a finished call may take to arrive over AMI
 
 
 class QueueRef(Strict):
@@ -166,6 +213,7 @@ class Agent(Strict):
     name: str
     interfaces: list[str] = Field(min_length=1)
     member_names: list[str] = Field(default_factory=list)
+    state_interface: str | None = None   # the device state QueueAdd names (default: derived from the interface)
     phone: str | None = None
     email: str | None = None
 
@@ -236,6 +284,9 @@ class Settings(Strict):
     notify: NotifySettings = Field(default_factory=NotifySettings)
     cases: CaseSettings = Field(default_factory=CaseSettings)
     web: WebSettings = Field(default_factory=WebSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
+    instance: InstanceSettings = Field(default_factory=InstanceSettings)
 
     @field_validator("timezone")
     @classmethod
@@ -275,6 +326,8 @@ class Settings(Strict):
                 raise ValueError(f"posts[{i}].b_activation: unknown {sorted(bad)}; use add and/or unpause")
         if self.service_office and self.service_office not in departments:
             raise ValueError(f"service_office: unknown department {self.service_office!r}")
+        from . import settings_checks
+        settings_checks.check(self)      # queues, hotlines, posts, interfaces, web.host (issue 10)
         return self
 
     def directory(self) -> Directory:
@@ -355,9 +408,18 @@ def load_settings(directory: str | os.PathLike) -> Settings:
             merged[key] = _expand(value, str(key), str(path))
             origin[key] = path
     try:
-        return Settings.model_validate(merged)
+        settings = Settings.model_validate(merged)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, origin, root)) from None
+    if settings.web.tls is not None:         # relative to the configuration directory; must load
+        from .settings_checks import tls_context
+        tls = settings.web.tls
+        tls.cert, tls.key = (str(root / p) if not Path(p).is_absolute() else p for p in (tls.cert, tls.key))
+        try:
+            tls_context(Path(tls.cert), Path(tls.key))
+        except ValueError as exc:
+            raise ConfigError(f"{origin.get('web', root)}: {exc}") from None
+    return settings
 
 
 def _describe(exc: ValidationError, origin: dict[str, Path], root: Path) -> str:

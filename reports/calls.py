@@ -45,6 +45,7 @@ def render_table(calls: list[dict]) -> str:
             f"通话{seconds(s['talk_seconds'])}" for s in c["stints"]) or "—"
         rows.append([c["started_at"][11:19], c["caller_num"] or "（未显示）", c["caller_name"] or "—",
                      c["hotline"], OUTCOME_ZH.get(c["outcome"], c["outcome"]), stints])
-    lines = grid(["时间", "来电号码", "主叫姓名", "热线", "结果", "队列 坐席 等待 通话"], rows)
+    lines = grid(["时间", "来电号码", "主叫姓名", "热线", "结果", "队列 坐席 等待 通话"], rows,
+                 [20, 24, 24, 24, 12, 160])
     lines.append(f"共 {len(calls)} 通")
     return "\n".join(lines)

@@ -7,6 +7,10 @@ the running service, the ones still open) are the facts.
 
 A post's queue is its own ``queue`` setting if it has one, else its department's first queue on
 the session's PBX; sessions are matched by agent id and queue name.
+
+``observed`` (PBX id -> periods, callcenter/storage/checkpoints.py ``observed``): when the
+service's link to that PBX was up. Business time outside the periods of a post's PBXes (the
+department's queue PBXes; ``*`` means every PBX) is ``unobserved_minutes``, not a gap.
 """
 from __future__ import annotations
 
@@ -21,13 +25,15 @@ from callcenter.settings import Department, Post, Settings
 from callcenter.workdays import build_calendar
 
 ROLL_UP_SUMS = ("business_minutes", "covered_minutes", "gap_count", "gap_minutes", "b_takeovers",
-                "b_takeover_minutes")
+                "b_takeover_minutes", "unobserved_minutes")
 
 DEFINITION = ("coverage_pct = minutes of the department's business hours (workdays only, up to report time) "
               "with the post's A or B available (logged in to the post's queue, not paused, device "
               "reachable; busy on a call counts) / business minutes x 100; a gap: a maximal period in "
               "business hours with neither available; b_takeovers: maximal periods in business hours "
-              "with B available and A not; department: weighted by business minutes")
+              "with B available and A not; unobserved_minutes: business minutes when the service was not running "
+              "or its PBX link was down (neither covered nor a gap; coverage_pct is over the observed business "
+              "minutes); department: weighted by observed business minutes")
 
 
 def day_windows(day: date, windows, calendar: WorkdayCalendar) -> list[Interval]:
@@ -50,8 +56,18 @@ def post_queue(post: Post, department: Department | None, pbx: str) -> str | Non
     return None
 
 
+def post_observed(post: Post, department: Department | None,
+                  observed: dict[str, list[Interval]] | None) -> list[Interval] | None:
+    """When the service saw the post's PBXes (None: no observation record, all observed)."""
+    if observed is None:
+        return None
+    pbxes = {ref.pbx for ref in department.queues} if department else {"*"}
+    return [span for pbx, spans in observed.items() if "*" in pbxes or pbx in pbxes for span in spans]
+
+
 def posts(day: date, settings: Settings, sessions: Iterable[AgentSession], now: datetime | None = None,
-          calendar: WorkdayCalendar | None = None) -> list[dict]:
+          calendar: WorkdayCalendar | None = None,
+          observed: dict[str, list[Interval]] | None = None) -> list[dict]:
     """One entry per configured post, in configuration order. ``now``: business time after it is
     not counted (today's report before closing)."""
     calendar = calendar or build_calendar(settings)
@@ -70,7 +86,8 @@ def posts(day: date, settings: Settings, sessions: Iterable[AgentSession], now: 
         def in_queue(pbx: str, queue: str, post=post, dept=dept) -> bool:
             return queue == post_queue(post, dept, pbx)
 
-        figures = post_figures(facts, post.a, post.b, in_queue, windows, until=now)
+        figures = post_figures(facts, post.a, post.b, in_queue, windows, until=now,
+                               observed=post_observed(post, dept, observed))
         out.append({
             "post": post.id, "department": post.department, "department_name": dept.name if dept else None,
             "a": post.a, "b": post.b, "a_name": names.get(post.a), "b_name": names.get(post.b),
@@ -78,6 +95,7 @@ def posts(day: date, settings: Settings, sessions: Iterable[AgentSession], now: 
             **figures.as_dict(),
             "gap_periods": [_period(p, tz) for p in figures.gaps],
             "b_takeover_periods": [_period(p, tz) for p in figures.takeovers],
+            "unobserved_periods": [_period(p, tz) for p in figures.unobserved],
         })
     return out
 
@@ -91,20 +109,21 @@ def department_figures(entries: Iterable[dict]) -> dict[str, dict]:
                                              **{k: 0 for k in ROLL_UP_SUMS}})
         d["post_count"] += 1
         for k in ROLL_UP_SUMS:
-            d[k] += e[k]
+            d[k] += e.get(k, 0)
         d["longest_gap_minutes"] = max(d["longest_gap_minutes"], e["longest_gap_minutes"])
     for d in out.values():
         for k in ROLL_UP_SUMS:
             if k.endswith("_minutes"):
                 d[k] = round(d[k], 2)
-        pct = coverage_pct(timedelta(minutes=d["business_minutes"]), timedelta(minutes=d["covered_minutes"]))
+        pct = coverage_pct(timedelta(minutes=d["business_minutes"] - d["unobserved_minutes"]),
+                           timedelta(minutes=d["covered_minutes"]))
         d["coverage_pct"] = 99.9 if pct == 100.0 and d["gap_count"] else pct
     return out
 
 
 NO_POSTS = {"post_count": 0, "business_minutes": 0.0, "covered_minutes": 0.0, "coverage_pct": None,
             "gap_count": 0, "gap_minutes": 0.0, "longest_gap_minutes": 0.0, "b_takeovers": 0,
-            "b_takeover_minutes": 0.0}
+            "b_takeover_minutes": 0.0, "unobserved_minutes": 0.0}
 
 
 def departments(entries: list[dict], settings: Settings) -> list[dict]:
@@ -114,9 +133,9 @@ def departments(entries: list[dict], settings: Settings) -> list[dict]:
 
 
 def daily(day: date, settings: Settings, sessions: Iterable[AgentSession], now: datetime | None = None,
-          calendar: WorkdayCalendar | None = None) -> dict:
+          calendar: WorkdayCalendar | None = None, observed: dict[str, list[Interval]] | None = None) -> dict:
     """The /api/coverage/daily answer."""
-    entries = posts(day, settings, sessions, now, calendar)
+    entries = posts(day, settings, sessions, now, calendar, observed)
     tz = ZoneInfo(settings.timezone)
     return {"date": day.isoformat(), "timezone": settings.timezone,
             "as_of": now.astimezone(tz).isoformat() if now else None,
@@ -140,6 +159,7 @@ def table_lines(report: dict) -> list[str]:
 
     rows = [[f"{e['post']}（{e['department_name'] or e['department']}）", f"{e['a_name'] or e['a']}/{e['b_name'] or e['b']}",
              pct(e["coverage_pct"]), str(e["gap_count"]), f"{e['gap_minutes']:g}", f"{e['longest_gap_minutes']:g}",
-             str(e["b_takeovers"]), f"{e['b_takeover_minutes']:g}"] for e in entries]
-    header = ["岗位", "A/B", "在岗率", "空岗次数", "空岗分钟", "最长空岗", "B岗顶岗次数", "B岗顶岗分钟"]
+             str(e["b_takeovers"]), f"{e['b_takeover_minutes']:g}", f"{e.get('unobserved_minutes', 0):g}"]
+            for e in entries]
+    header = ["岗位", "A/B", "在岗率", "空岗次数", "空岗分钟", "最长空岗", "B岗顶岗次数", "B岗顶岗分钟", "未观测分钟"]
     return ["", "AB岗在岗"] + grid(header, rows)

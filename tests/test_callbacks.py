@@ -36,7 +36,9 @@ async def test_callback_requests_and_the_retry_policy(settings, sqlite_url):
     from callcenter.web.app import init_app
     app = build(settings, sqlite_url, FixedClock(MONDAY_10))
     await app.store.migrate()
-    client = TestClient(TestServer(await init_app(app)))
+    from tests.auth_helpers import bearer, grant
+    lead = await grant(app, "head-edu", "head", ["edu"], agent="1005")     # a head of edu who takes calls
+    client = TestClient(TestServer(await init_app(app)), headers=bearer(lead))
     await client.start_server()
     try:
         # a caller asks to be called back (e.g. from the IVR during a coverage gap)
@@ -52,11 +54,11 @@ async def test_callback_requests_and_the_retry_policy(settings, sqlite_url):
         async with app.store.begin() as conn:
             await conn.execute(t.tasks.update().where(t.tasks.c.id == task["id"]).values(
                 attempts=1, next_attempt_at=MONDAY_10 + timedelta(minutes=30)))
-        early = await client.post(f"/api/tasks/{task['id']}/callbacks", json={"agent": "1005"})
+        early = await client.post(f"/api/tasks/{task['id']}/callbacks", json={})
         assert early.status == 409 and (await early.json())["error"] == "retry_not_due"
         async with app.store.begin() as conn:
             await conn.execute(t.tasks.update().where(t.tasks.c.id == task["id"]).values(attempts=3))
-        done = await client.post(f"/api/tasks/{task['id']}/callbacks", json={"agent": "1005"})
+        done = await client.post(f"/api/tasks/{task['id']}/callbacks", json={})
         assert done.status == 409 and (await done.json())["error"] == "attempts_exhausted"
     finally:
         await client.close()

@@ -33,6 +33,8 @@ from callcenter.replay import replay
 from callcenter.settings import load_settings
 from callcenter.web.app import init_app
 from callcenter.web.cases_api import route_line
+from callcenter.web.app import APP
+from tests.auth_helpers import bearer, grant
 from tests.conftest import MONDAY_10, ROOT, SHANGHAI, trace_path
 
 NOW = MONDAY_10 + timedelta(minutes=30)
@@ -78,7 +80,9 @@ async def app_obj(settings, db_url):
 
 @pytest.fixture
 async def client(app_obj):
-    client = TestClient(TestServer(await init_app(app_obj)))
+    """Signed in as "head-market", head of every department; `as_agent` signs an agent in."""
+    head = await grant(app_obj, "head-market", "head", [d.id for d in app_obj.settings.departments])
+    client = TestClient(TestServer(await init_app(app_obj)), headers=bearer(head))
     await client.start_server()
     yield client
     await client.close()
@@ -104,10 +108,17 @@ async def case_of(client, caller: str) -> dict:
     return (await call(client, "GET", f"/api/cases/{case['id']}"))[1]
 
 
+async def as_agent(client, agent: str) -> dict:
+    """The headers of agent `agent`'s user (id = agent id)."""
+    return bearer(await grant(client.app[APP], agent, "agent", agent=agent))
+
+
 async def dispose(client, caller: str, agent: str, **fields) -> tuple[int, dict]:
+    """`agent` wraps up the caller's call, signed in as themself."""
     case = await case_of(client, caller)
     [call_id] = {c["call_id"] for c in case["calls"]}
-    return await call(client, "POST", f"/api/calls/pbx1/{call_id}/disposition", json={"agent": agent, **fields})
+    return await call(client, "POST", f"/api/calls/pbx1/{call_id}/disposition", json=fields,
+                      headers=await as_agent(client, agent))
 
 
 def present(*available, away=()):
@@ -215,16 +226,18 @@ async def test_follow_up_keeps_the_case_open_and_routes_the_caller_to_the_owner(
 async def test_the_owner_closes_a_follow_up_case(client, app_obj):
     _, case = await dispose(client, "13800000003", "1002", disposition="follow_up_complex")
     path = f"/api/cases/{case['id']}"
-    status, body = await call(client, "PATCH", path, json={"status": "resolved", "by": "1001"})
+    status, body = await call(client, "PATCH", path, json={"status": "resolved"},
+                              headers=await as_agent(client, "1001"))
     assert (status, body["error"]) == (403, "forbidden") and "only the owner (1002)" in body["message"]
 
-    status, closed = await call(client, "PATCH", path, json={"status": "resolved", "by": "1002",
-                                                             "note": "已书面答复来电人"})
+    status, closed = await call(client, "PATCH", path, json={"status": "resolved", "note": "已书面答复来电人"},
+                                headers=await as_agent(client, "1002"))
     assert status == 200
     assert (closed["status"], closed["disposition"]) == ("resolved", "resolved")
-    assert closed["history"][-1] | {"at": None} == {"at": None, "kind": "resolved", "actor": "1002",
-                                                    "note": "已书面答复来电人"}
-    status, body = await call(client, "PATCH", path, json={"status": "resolved", "by": "1002"})
+    assert closed["history"][-1] | {"at": None, "version": None} == {
+        "at": None, "version": None, "kind": "resolved", "actor": "1002", "note": "已书面答复来电人"}
+    status, body = await call(client, "PATCH", path, json={"status": "resolved"},
+                              headers=await as_agent(client, "1002"))
     assert (status, body["error"]) == (409, "already_closed")
     # no open case any more: the caller goes to the queue
     app_obj.cases.presence = present("1002")
@@ -234,7 +247,7 @@ async def test_the_owner_closes_a_follow_up_case(client, app_obj):
 
 async def test_escalation_to_12345_needs_the_work_order(client):
     status, body = await dispose(client, "13800000001", "1002", disposition="escalated_12345")
-    assert (status, body["error"], body["fields"]) == (400, "missing_field", ["work_order"])
+    assert (status, body["error"], body["field"]) == (400, "missing_field", "work_order")
     assert (await case_of(client, "13800000001"))["status"] == "open"
 
     status, case = await dispose(client, "13800000001", "1002", disposition="escalated_12345",
@@ -246,7 +259,7 @@ async def test_escalation_to_12345_needs_the_work_order(client):
 
 async def test_out_of_scope_says_where_the_caller_was_directed(client):
     status, body = await dispose(client, "13600000010", "1001", disposition="out_of_scope")
-    assert (status, body["error"], body["fields"]) == (400, "missing_field", ["directed_to"])
+    assert (status, body["error"], body["field"]) == (400, "missing_field", "directed_to")
     status, case = await dispose(client, "13600000010", "1001", disposition="out_of_scope", directed_to="区信访办")
     assert (status, case["status"], case["directed_to"]) == (200, "out_of_scope", "区信访办")
 
@@ -256,14 +269,14 @@ async def test_after_a_transfer_the_second_agent_wraps_up_in_the_first_agents_ca
     assert [c["agent"] for c in case["calls"]] == ["1001", "1005"]
     call_id = case["calls"][0]["call_id"]
     status, case = await call(client, "POST", f"/api/calls/pbx1/{call_id}/disposition",
-                              json={"agent": "1005", "disposition": "knowledge_gap"})
+                              json={"disposition": "knowledge_gap"}, headers=await as_agent(client, "1005"))
     assert status == 200
     assert (case["owner"], case["status"], case["knowledge_gap"]) == ("1001", "open", True)
     assert [c["disposition"] for c in case["calls"]] == [None, "knowledge_gap"]
     assert case["history"][-1]["by_owner"] is False
     # an agent who was not on the call cannot wrap it up
     status, body = await call(client, "POST", f"/api/calls/pbx1/{call_id}/disposition",
-                              json={"agent": "1002", "disposition": "resolved"})
+                              json={"disposition": "resolved"}, headers=await as_agent(client, "1002"))
     assert (status, body["error"]) == (403, "forbidden") and "not answered by agent" in body["message"]
 
 
@@ -272,7 +285,7 @@ async def test_an_item_of_another_department_is_refused(client):
     assert (status, body["error"]) == (400, "rejected") and "unknown service item" in body["message"]
 
 
-@pytest.mark.parametrize("data", [b"{not json", b"", b'{"agent": "1001", "disposition": "\xe6\x9d"}'])
+@pytest.mark.parametrize("data", [b"{not json", b'{"agent": "1001", "disposition": "\xe6\x9d"}'])
 async def test_malformed_json_is_a_400(client, data):
     for path in ("/api/calls/pbx1/1795347500.171/disposition", "/api/cases/1"):
         status, body = await call(client, "POST" if "disposition" in path else "PATCH", path, data=data,
@@ -281,25 +294,22 @@ async def test_malformed_json_is_a_400(client, data):
 
 
 @pytest.mark.parametrize("payload, code, extra", [
-    ([{"agent": "1001", "disposition": "resolved"}], "invalid_body", {}),
-    ({"agent": "1001", "disposition": "resolved", "outcome": "x", "by": "1001"}, "unknown_fields",
-     {"fields": ["by", "outcome"]}),
-    ({"disposition": "resolved"}, "missing_field", {"fields": ["agent"]}),
-    ({"agent": None, "disposition": "resolved"}, "missing_field", {"fields": ["agent"]}),
-    ({}, "missing_field", {"fields": ["agent", "disposition"]}),
-    ({"agent": "1001", "disposition": "fixed"}, "unknown_disposition", {}),
-    ({"agent": 1001, "disposition": "resolved"}, "invalid_field", {"field": "agent"}),
-    ({"agent": "9999", "disposition": "resolved"}, "unknown_agent", {}),
-    ({"agent": "1001", "disposition": "resolved", "item": ""}, "invalid_field", {"field": "item"}),
-    ({"agent": "1001", "disposition": "resolved", "work_order": "W-1"}, "conflicting_fields",
-     {"fields": ["disposition", "work_order"]}),
-    ({"agent": "1001", "disposition": "escalated_12345", "work_order": "  "}, "invalid_field",
-     {"field": "work_order"}),
-    ({"agent": "1001", "disposition": "follow_up_simple", "directed_to": "区信访办"}, "conflicting_fields",
-     {"fields": ["disposition", "directed_to"]}),
+    ([{"disposition": "resolved"}], "invalid_body", {}),
+    ({"disposition": "resolved", "outcome": "x", "by": "1001"}, "unknown_fields", {"fields": ["by", "outcome"]}),
+    ({"agent": "1001", "disposition": "resolved"}, "unknown_fields", {"fields": ["agent"]}),   # who: the identity
+    ({}, "missing_field", {"field": "disposition"}),
+    ({"disposition": None}, "unknown_disposition", {"field": "disposition"}),
+    ({"disposition": "fixed"}, "unknown_disposition", {}),
+    ({"disposition": ["resolved"]}, "unknown_disposition", {"field": "disposition"}),
+    ({"disposition": "resolved", "item": ""}, "invalid_field", {"field": "item"}),
+    ({"disposition": "resolved", "item": "x\ny"}, "invalid_field", {"field": "item"}),
+    ({"disposition": "resolved", "work_order": "W-1"}, "conflicting_fields", {"field": "work_order"}),
+    ({"disposition": "escalated_12345", "work_order": "  "}, "invalid_field", {"field": "work_order"}),
+    ({"disposition": "follow_up_simple", "directed_to": "区信访办"}, "conflicting_fields", {"field": "directed_to"}),
 ])
 async def test_invalid_dispositions_are_refused_and_change_nothing(client, payload, code, extra):
-    status, body = await call(client, "POST", "/api/calls/pbx1/1795347500.171/disposition", json=payload)
+    status, body = await call(client, "POST", "/api/calls/pbx1/1795347500.171/disposition", json=payload,
+                              headers=await as_agent(client, "1001"))
     assert (status, body["error"]) == (400, code)
     assert body.items() >= extra.items()
     case = await case_of(client, "13800000000")
@@ -315,7 +325,8 @@ async def test_unknown_disposition_names_the_allowed_ones(client):
 
 async def test_disposing_an_unknown_call_is_a_404(client):
     for path in ("/api/calls/pbx1/1795340000.1/disposition", "/api/calls/pbx2/1795347500.171/disposition"):
-        status, body = await call(client, "POST", path, json={"agent": "1001", "disposition": "resolved"})
+        status, body = await call(client, "POST", path, json={"disposition": "resolved"},
+                                  headers=await as_agent(client, "1001"))
         assert (status, body["error"]) == (404, "not_found")
 
 
@@ -324,40 +335,39 @@ async def test_disposing_an_unknown_call_is_a_404(client):
 async def test_only_the_head_reassigns_with_a_reason_and_the_audit_log_keeps_it(client):
     case = await case_of(client, "13800000003")
     path = f"/api/cases/{case['id']}"
-    status, body = await call(client, "PATCH", path, json={"owner": "1001", "by": "1002", "reason": "换人"})
+    status, body = await call(client, "PATCH", path, json={"owner": "1001", "reason": "换人"},
+                              headers=await as_agent(client, "1002"))
     assert (status, body["error"]) == (403, "forbidden") and "only the head of market" in body["message"]
-    status, body = await call(client, "PATCH", path, json={"owner": "1001", "by": "head-market"})
-    assert (status, body["error"], body["fields"]) == (400, "missing_field", ["reason"])
-    status, body = await call(client, "PATCH", path, json={"owner": "1001", "by": "head-market", "reason": " "})
-    assert (status, body["error"], body["field"]) == (400, "invalid_field", "reason")
+    status, body = await call(client, "PATCH", path, json={"owner": "1001"})
+    assert (status, body["error"], body["field"]) == (400, "missing_field", "reason")
+    status, body = await call(client, "PATCH", path, json={"owner": "1001", "reason": " "})
+    assert (status, body["error"], body["field"]) == (400, "missing_field", "reason")
     assert (await case_of(client, "13800000003"))["owner"] == "1002"
 
-    status, moved = await call(client, "PATCH", path, json={"owner": "1001", "by": "head-market",
-                                                            "reason": "王芳休假，转张伟跟进"})
+    status, moved = await call(client, "PATCH", path, json={"owner": "1001", "reason": "王芳休假，转张伟跟进"})
     assert status == 200
     assert (moved["owner"], moved["owner_name"], moved["status"]) == ("1001", "张伟", "open")
     _, again = await call(client, "GET", path)
     assert [h["kind"] for h in again["history"]] == ["opened", "reassigned"]
-    assert again["history"][-1] | {"at": None} == {"at": None, "kind": "reassigned", "actor": "head-market",
-                                                   "from": "1002", "to": "1001", "reason": "王芳休假，转张伟跟进"}
+    assert again["history"][-1] | {"at": None, "version": None} == {
+        "at": None, "version": None, "kind": "reassigned", "actor": "head-market", "from": "1002", "to": "1001",
+        "reason": "王芳休假，转张伟跟进"}
     _, body = await call(client, "GET", "/api/cases", params={"owner": "1002"})
     assert [c["caller_num"] for c in body["cases"]] == ["13800000001"]
 
 
 @pytest.mark.parametrize("payload, code, extra", [
     ("resolved", "invalid_body", {}),
-    ({"owner": "1001", "reason": "x"}, "missing_field", {"fields": ["by"]}),
-    ({"by": "head-market"}, "missing_field", {"fields": ["owner", "status"]}),
-    ({"owner": "1001", "status": "resolved", "by": "head-market"}, "conflicting_fields",
-     {"fields": ["owner", "status"]}),
-    ({"owner": "1001", "note": "x", "reason": "x", "by": "head-market"}, "conflicting_fields",
-     {"fields": ["note", "owner"]}),
-    ({"status": "resolved", "reason": "x", "by": "1002"}, "conflicting_fields", {"fields": ["reason", "status"]}),
-    ({"status": "closed", "by": "1002"}, "invalid_field", {"field": "status"}),
-    ({"owner": "9999", "reason": "x", "by": "head-market"}, "unknown_agent", {}),
-    ({"owner": "", "reason": "x", "by": "head-market"}, "invalid_field", {"field": "owner"}),
-    ({"owner": "1001", "reason": "x", "by": "head-market", "assignee": "1001"}, "unknown_fields",
-     {"fields": ["assignee"]}),
+    ({"owner": "1001", "reason": "x", "by": "head-market"}, "unknown_fields", {"fields": ["by"]}),
+    ({}, "missing_field", {"field": "owner"}),
+    ({"owner": "1001", "status": "resolved"}, "conflicting_fields", {"field": "status"}),
+    ({"owner": "1001", "note": "x", "reason": "x"}, "conflicting_fields", {"field": "note"}),
+    ({"status": "resolved", "reason": "x"}, "conflicting_fields", {"field": "reason"}),
+    ({"status": "closed"}, "invalid_field", {"field": "status"}),
+    ({"owner": "9999", "reason": "x"}, "unknown_agent", {"field": "owner"}),
+    ({"owner": "", "reason": "x"}, "invalid_field", {"field": "owner"}),
+    ({"owner": ["1001"], "reason": "x"}, "invalid_field", {"field": "owner"}),
+    ({"owner": "1001", "reason": "x", "assignee": "1001"}, "unknown_fields", {"fields": ["assignee"]}),
 ])
 async def test_invalid_patches_are_refused_and_change_nothing(client, payload, code, extra):
     case = await case_of(client, "13800000003")
@@ -369,7 +379,7 @@ async def test_invalid_patches_are_refused_and_change_nothing(client, payload, c
 
 
 async def test_patching_a_missing_case_is_a_404(client):
-    for payload in ({"owner": "1001", "reason": "x", "by": "head-market"}, {"status": "resolved", "by": "1001"}):
+    for payload in ({"owner": "1001", "reason": "x"}, {"status": "resolved"}):
         status, body = await call(client, "PATCH", "/api/cases/999", json=payload)
         assert (status, body["error"]) == (404, "not_found")
 
@@ -424,9 +434,11 @@ def test_route_line_encodes_only_what_would_break_the_format():
 
 
 @pytest.mark.parametrize("query, code, detail", [
-    ("caller=138", "missing_parameter", {"parameters": ["hotline", "department"]}),
-    ("caller=138&hotline=62000001&department=market", "conflicting_parameters",
-     {"parameters": ["hotline", "department"]}),
+    ("caller=138", "missing_parameter", {"parameter": "hotline"}),
+    ("caller=138&hotline=62000001&department=market", "conflicting_parameters", {"parameter": "department"}),
+    ("caller=138%0D%0AAction:%20Originate&hotline=62000001", "invalid_parameter", {"parameter": "caller"}),
+    ("caller=138&hotline=62000001&pbx=a%00b", "invalid_parameter", {"parameter": "pbx"}),
+    ("caller=138&department=market&department=edu", "invalid_parameter", {"parameter": "department"}),
     ("caller=138&department=nowhere", "invalid_parameter", {"parameter": "department"}),
     ("caller=138&hotline=", "invalid_parameter", {"parameter": "hotline"}),
     ("caller=138&hotline=62000001&queue=q-market", "unknown_parameters", {"parameters": ["queue"]}),
@@ -483,13 +495,14 @@ async def test_a_callback_is_one_originate_to_the_pbx(settings, db_url):
     app_obj = build_app(settings, db_url)
     pbx = app_obj.service.add_pbx(Endpoint("pbx1", "127.0.0.1", port, "cc", "cc", reconnect_min=0.05))
     await app_obj.start()
-    client = TestClient(TestServer(await init_app(app_obj)))
+    lead = await grant(app_obj, "lead", "head", ["market"], agent="1005")     # a head who takes calls too
+    client = TestClient(TestServer(await init_app(app_obj)), headers=bearer(lead))
     await client.start_server()
     try:
         await asyncio.wait_for(pbx.connected.wait(), 5)
         task = await _ivr_hangup_task(client)
         path = f"/api/tasks/{task['id']}/callbacks"
-        status, attempt = await call(client, "POST", path, json={"agent": "1005"})
+        status, attempt = await call(client, "POST", path, json={})
         assert status == 202
         assert (attempt["agent"], attempt["number"], attempt["pbx"], attempt["result"]) == \
             ("1005", IVR_HANGUP, "pbx1", "pending")
@@ -500,9 +513,10 @@ async def test_a_callback_is_one_originate_to_the_pbx(settings, db_url):
         assert originate["Async"] == "true"
         assert originate["ActionID"] == attempt["key"]      # the PBX's OriginateResponse names the attempt
 
-        # a second request while the first is pending: the same attempt, and nothing dialled
-        status, again = await call(client, "POST", path, json={"agent": "1005"})
-        assert (status, again) == (202, attempt)
+        # a second request while the first is pending: refused with the task as it is, nothing dialled
+        status, again = await call(client, "POST", path, json={})
+        assert (status, again["error"]) == (409, "callback_pending")
+        assert [c["key"] for c in again["current"]["callbacks"]] == [attempt["key"]]
         assert [a["Action"] for a in server.actions].count("Originate") == 1
         _, task = await call(client, "GET", f"/api/tasks/{task['id']}")
         assert [c["key"] for c in task["callbacks"]] == [attempt["key"]]
@@ -512,21 +526,24 @@ async def test_a_callback_is_one_originate_to_the_pbx(settings, db_url):
         await server.close()
 
 
-async def test_callback_refusals(client):
+async def test_callback_refusals(client, app_obj):
     task = await _ivr_hangup_task(client)
     path = f"/api/tasks/{task['id']}/callbacks"
+    lead = bearer(await grant(app_obj, "lead", "head", ["market"], agent="1005"))
     # no PBX is connected in this set-up
-    status, body = await call(client, "POST", path, json={"agent": "1005"})
+    status, body = await call(client, "POST", path, json={}, headers=lead)
     assert (status, body["error"]) == (503, "pbx_not_connected") and "pbx1" in body["message"]
-    for payload, code in (({"agent": "9999"}, "unknown_agent"), ({}, "missing_field"),
-                          ({"agent": "1005", "number": "1"}, "unknown_fields"), (["1005"], "invalid_body")):
-        status, body = await call(client, "POST", path, json=payload)
+    for payload, code in (({"agent": "1005"}, "unknown_fields"), ({"number": "1"}, "unknown_fields"),
+                          (["1005"], "invalid_body")):
+        status, body = await call(client, "POST", path, json=payload, headers=lead)
         assert (status, body["error"]) == (400, code)
-    status, body = await call(client, "POST", "/api/tasks/999/callbacks", json={"agent": "1005"})
+    status, body = await call(client, "POST", path, json={})          # "head-market" is bound to no agent
+    assert (status, body["error"]) == (403, "forbidden") and "bound to an agent" in body["message"]
+    status, body = await call(client, "POST", "/api/tasks/999/callbacks", json={}, headers=lead)
     assert (status, body["error"]) == (404, "not_found")
 
-    await call(client, "PATCH", f"/api/tasks/{task['id']}", json={"closure": "wrong_number", "by": "1005"})
-    status, body = await call(client, "POST", path, json={"agent": "1005"})
+    await call(client, "PATCH", f"/api/tasks/{task['id']}", json={"closure": "wrong_number"})
+    status, body = await call(client, "POST", path, json={}, headers=lead)
     assert (status, body["error"]) == (409, "already_closed")
     _, task = await call(client, "GET", f"/api/tasks/{task['id']}")
     assert task["callbacks"] == []
@@ -535,8 +552,9 @@ async def test_callback_refusals(client):
 # --- callcenter cases list ------------------------------------------------------------------
 
 def _cli(db_url: str, *args: str) -> str:
+    # --full-numbers: these compare numbers with the API's (tests/test_cli_safety.py: masked by default)
     done = subprocess.run([sys.executable, "-m", "callcenter.cli", "cases", "list", "--db", db_url,
-                           "--config", str(ROOT / "config"), *args],
+                           "--config", str(ROOT / "config"), "--full-numbers", *args],
                           cwd=ROOT, capture_output=True, text=True, encoding="utf-8", timeout=30)
     assert done.returncode == 0, done.stderr
     return done.stdout

@@ -137,6 +137,7 @@ async def test_gap_routes_callers_to_the_fallback(rig):
     app.coverage.board = CoverageBoard(post_specs(app.settings))
     server.emit(member("QueueMemberPause", A, "Agent A 1001", 0, paused=True, reason="离岗"))
     await eventually(lambda: app.coverage.board.state.get("market-1") == "gap")
+    await app.coverage.settled()                     # the incident is written after the state is judged
     route = await app.cases.route("13800000000", hotline="62000001")
     assert (route.reason, route.fallback, route.queue) == ("coverage_gap", "pool", "q-market")
     async with app.store.engine.connect() as conn:

@@ -11,6 +11,7 @@ import asyncio
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from yarl import URL
 
 from callcenter.ami.client import Endpoint
 from callcenter.ami.server import AmiServer
@@ -19,10 +20,11 @@ from callcenter.clock import FixedClock
 from callcenter.coverage.service import post_specs
 from callcenter.domain.coverage import CoverageBoard
 from callcenter.web.app import init_app
+from tests.auth_helpers import bearer, grant
 from tests.conftest import MONDAY_10
 from tests.test_coverage import A, B, actions, eventually, member
 
-OVERRIDE = {"by": "head-market", "reason": "区长临时会议，B岗马上到岗"}
+OVERRIDE = {"reason": "区长临时会议，B岗马上到岗"}       # the head who overrides: the one signed in
 REFUSAL = "post market-1: 1002 is not available, so the post would have nobody to answer its calls"
 
 
@@ -54,7 +56,8 @@ async def api(settings, sqlite_url):
                                           action_timeout=2, ping_interval=30, reconnect_min=0.05, reconnect_max=0.2))
     await app.start()
     await asyncio.wait_for(client.connected.wait(), 5)
-    http = TestClient(TestServer(await init_app(app)))
+    head = await grant(app, "head-market", "head", ["market", "edu"])      # signed in as a head of market
+    http = TestClient(TestServer(await init_app(app)), headers=bearer(head))
     await http.start_server()
     await eventually(lambda: app.coverage.board.state.get("market-1") == "a_on")
     try:
@@ -65,8 +68,8 @@ async def api(settings, sqlite_url):
         await server.close()
 
 
-async def call(http: TestClient, method: str, path: str, body=None, **params) -> tuple[int, dict]:
-    async with http.request(method, path, json=body, params=params or None) as r:
+async def call(http: TestClient, method: str, path: str, body=None, headers=None, **params) -> tuple[int, dict]:
+    async with http.request(method, path, json=body, params=params or None, headers=headers) as r:
         return r.status, await r.json()
 
 
@@ -78,10 +81,17 @@ async def test_pause_is_refused_then_the_head_overrides(api):
     app, server, http = api
     assert await call(http, "POST", "/api/agents/1001/pause", {"reason": "午休"}) == (
         409, {"error": "coverage_guard", "message": f"refused: {REFUSAL}"})
+    agent = bearer(await grant(app, "1001", "agent", agent="1001"))
     assert await call(http, "POST", "/api/agents/1001/pause",
-                      {"reason": "午休", "override": {"by": "1002", "reason": "我替他"}}) == (
+                      {"reason": "午休", "override": {"reason": "我自己批准"}}, headers=agent) == (
         403, {"error": "not_head", "message": f"only the head of market may override: {REFUSAL}"})
-    for override in ({"by": "head-market"}, {"by": "head-market", "reason": "  "}):
+    status, body = await call(http, "POST", "/api/agents/1001/pause",
+                              {"reason": "午休", "override": {"by": "head-market", "reason": "冒名"}}, headers=agent)
+    assert (status, body["error"], body["fields"]) == (400, "unknown_fields", ["override.by"])
+    other = bearer(await grant(app, "1002", "agent", agent="1002"))
+    status, body = await call(http, "POST", "/api/agents/1001/pause", {"reason": "午休"}, headers=other)
+    assert (status, body["error"]) == (403, "forbidden")
+    for override in ({}, {"reason": "  "}):
         status, body = await call(http, "POST", "/api/agents/1001/pause", {"reason": "午休", "override": override})
         assert (status, body["error"], body["field"]) == (400, "reason_required", "override.reason")
     assert actions(server, "QueuePause") == [] and actions(server, "QueueRemove") == []
@@ -185,20 +195,23 @@ async def test_bad_requests_change_nothing(api):
     sent_before = len(server.actions)
     cases = [
         ("/api/agents/1001/pause", b"not json", 400, "malformed_json"),
-        ("/api/agents/1001/pause", b"", 400, "malformed_json"),
         ("/api/agents/1001/pause", ["午休"], 400, "invalid_body"),
         ("/api/agents/1001/pause", {"reason": "午休", "by": "1001"}, 400, "unknown_fields"),
         ("/api/agents/1001/pause", {"reason": 5}, 400, "invalid_field"),
         ("/api/agents/1001/pause", {"reason": "午休\r\nAction: Originate"}, 400, "invalid_field"),
         ("/api/agents/1001/pause", {"override": "head-market"}, 400, "invalid_field"),
-        ("/api/agents/1001/pause", {"override": {"reason": "x"}}, 400, "missing_field"),
+        ("/api/agents/1001/pause", {"override": {"by": "head-market", "reason": "x"}}, 400, "unknown_fields"),
+        ("/api/agents/1001/pause", {"reason": "x" * 101}, 400, "invalid_field"),
+        ("/api/agents/1001/pause", {"reason": "午休\u2028x"}, 400, "invalid_field"),
+        ("/api/agents/1001%0D%0AAction:%20Originate/pause", {}, 400, "invalid_parameter"),
         ("/api/agents/1001/pause", {"override": {**OVERRIDE, "note": "x"}}, 400, "unknown_fields"),
         ("/api/agents/9999/pause", {"reason": "午休"}, 400, "unknown_agent"),
         ("/api/agents/1001/sleep", {}, 404, "not_found"),
     ]
     for path, body, status, code in cases:
-        kwargs = {"data": body} if isinstance(body, bytes) else {"json": body}
-        async with http.post(path, **kwargs) as r:
+        kwargs = {"data": body, "headers": {"Content-Type": "application/json"}} if isinstance(body, bytes) \
+            else {"json": body}
+        async with http.post(URL(path, encoded=True), **kwargs) as r:
             answer = await r.json()
         assert (r.status, answer["error"]) == (status, code), (path, body, answer)
     status, body = await call(http, "POST", "/api/agents/1001/pause", {"override": {**OVERRIDE, "extra": 1}})

@@ -264,7 +264,7 @@ def test_department_roll_up_is_weighted_by_business_minutes():
     assert coverage.department_figures(entries)["d"] == {
         "post_count": 2, "business_minutes": 440.0, "covered_minutes": 330.0, "coverage_pct": 75.0,
         "gap_count": 1, "gap_minutes": 110.0, "longest_gap_minutes": 110.0, "b_takeovers": 1,
-        "b_takeover_minutes": 5.0}
+        "b_takeover_minutes": 5.0, "unobserved_minutes": 0.0}
 
 
 def test_daily_report_carries_posts(settings):
@@ -305,7 +305,9 @@ async def test_coverage_api(settings, tmp_path):
     # housing's A has been logged in since 09:00 and still is: only the live tracker knows
     member = Member("pbx1", "q-housing", "PJSIP/1003", "Agent A 1003", "1003", "PJSIP/1003", 0, t(9))
     app_obj.service.presence.members[("pbx1", "q-housing", "PJSIP/1003")] = member
-    client = TestClient(TestServer(await init_app(app_obj)))
+    from tests.auth_helpers import bearer, grant
+    office = await grant(app_obj, "office", "office")              # the service office sees every post
+    client = TestClient(TestServer(await init_app(app_obj)), headers=bearer(office))
     await client.start_server()
     try:
         async with client.get("/api/coverage/daily", params={"date": "2026-11-23"}) as r:
@@ -313,8 +315,11 @@ async def test_coverage_api(settings, tmp_path):
             body = await r.json()
         assert body["date"] == "2026-11-23" and body["as_of"] == "2026-11-23T10:30:00+08:00"
         posts = {p["post"]: p for p in body["posts"]}
-        market = posts["market-1"]                  # 09:00 - 10:30 so far: gaps before, inside, after the trace
-        assert (market["business_minutes"], market["gap_count"], market["b_takeovers"]) == (90.0, 3, 1)
+        # 09:00 - 10:30 so far; the service saw pbx1 only while the trace played (10:00:00.0005 -
+        # 10:00:03.0126): the rest is unobserved, not a gap. The one gap is inside the trace
+        market = posts["market-1"]
+        assert (market["business_minutes"], market["gap_count"], market["b_takeovers"]) == (90.0, 1, 1)
+        assert (market["unobserved_minutes"], market["coverage_pct"]) == (89.95, 83.4)
         assert (posts["housing-1"]["coverage_pct"], posts["housing-1"]["gap_count"]) == (100.0, 0)
         assert {d["department"] for d in body["departments"]} == {p.department for p in settings.posts}
         async with client.get("/api/coverage/daily", params={"department": "housing"}) as r:

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import logging
 import shutil
+import ssl
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -92,3 +94,130 @@ def test_cli_exits_non_zero_with_the_message(tmp_path):
     ok = subprocess.run([sys.executable, "-m", "callcenter.cli", "config", "check", "--config", str(ROOT / "config")],
                         capture_output=True, text=True)
     assert ok.returncode == 0 and "8 departments" in ok.stdout
+
+
+# --- consistency across keys (issue 10) -------------------------------------------------------
+
+def _edit(cfg, name: str, old: str, new: str) -> None:
+    text = (cfg / name).read_text()
+    assert old in text, f"{old!r} not in {name}"
+    (cfg / name).write_text(text.replace(old, new, 1))
+
+
+SECOND_PBX = "    reconnect_max: 30\n  - {id: pbx2, host: 127.0.0.1, port: 5039, username: cc, secret: x}\n"
+MARKET_POST = '{id: market-1, department: market, a: "1001", b: "1002",'
+
+
+@pytest.mark.parametrize("edits, message", [
+    ([("agents.yaml", MARKET_POST, MARKET_POST.replace("a:", "queue: q-nowhere, a:"))],
+     r"agents.yaml: posts\[0\].queue: queue 'q-nowhere' belongs to no department"),
+    ([("agents.yaml", MARKET_POST, MARKET_POST.replace("a:", "queue: q-edu, a:"))],
+     r"agents.yaml: posts\[0\].queue: queue 'q-edu' belongs to department 'edu', not to the post's department "
+     r"'market'"),
+    ([("departments.yaml", "queues: [q-construction]", "queues: [q-edu]")],
+     r"departments.yaml: departments\[1\].queues\[0\]: queue 'q-edu' on every PBX already belongs to department "
+     r"'edu' \(departments\[0\].queues\[0\]\)"),
+    ([("callcenter.yaml", "    reconnect_max: 30\n", SECOND_PBX),
+      ("departments.yaml", "queues: [q-edu]", "queues: [{name: q-x, pbx: pbx2}]"),
+      ("departments.yaml", "queues: [q-construction]", "queues: [{name: q-x, pbx: pbx2}]")],
+     r"departments.yaml: departments\[1\].queues\[0\]: queue 'q-x' on PBX pbx2 already belongs to department 'edu'"),
+    ([("departments.yaml", 'hotlines: ["62000004"]', 'hotlines: ["62000002"]')],
+     r"departments.yaml: departments\[1\].hotlines\[0\]: hotline '62000002' already belongs to department 'edu'"),
+    ([("departments.yaml", 'hotlines: ["62000004"]', 'hotlines: ["6200 0004"]')],
+     r"departments.yaml: departments\[1\].hotlines\[0\]: '6200 0004' is not a phone number"),
+    ([("callcenter.yaml", 'dial_prefix: ""', 'dial_prefix: "0\\r\\nAction: Logoff"')],
+     r"callcenter.yaml: followup.callback.dial_prefix: '0\\r\\nAction: Logoff': only digits, \* and # are allowed"),
+    ([("callcenter.yaml", "context: callback", "context: call back")],
+     r"callcenter.yaml: followup.callback.context: 'call back' is not a dialplan context name"),
+    ([("agents.yaml", 'a: "1001", b: "1002"', 'a: "1001", b: "1001"')],
+     r"agents.yaml: posts\[0\].b: agent '1001' is also the post's A; a post needs two agents"),
+    ([("agents.yaml", '"PJSIP/1002"]', '"PJSIP/1001"]')],
+     r"agents.yaml: agents\[1\].interfaces\[1\]: 'PJSIP/1001' already belongs to agent '1001' "
+     r"\(agents\[0\].interfaces\[1\]\); the PBX could not tell the two apart"),
+    ([("callcenter.yaml", "  host: 127.0.0.1\n  port: 8080", "  host: 0.0.0.0\n  port: 8080")],
+     r"callcenter.yaml: web.host: '0.0.0.0' is not a loopback address and the API would serve plain HTTP there; "
+     r"configure web.tls \(cert and key\) or put it behind a TLS reverse proxy and set web.behind_proxy: true"),
+    ([("callcenter.yaml", "  host: 127.0.0.1\n  port: 8080", "  host: hotline.example.gov.cn\n  port: 8080")],
+     r"callcenter.yaml: web.host: 'hotline.example.gov.cn' is not a loopback address"),
+    ([("callcenter.yaml", "  host: 127.0.0.1\n  port: 8080", "  host: 0.0.0.0\n  tls: {cert: nope.pem, key: nope.key}")],
+     r"callcenter.yaml: web.tls.cert: file not found: .*nope.pem"),
+])
+def test_inconsistent_configuration_is_refused_naming_file_key_and_problem(tmp_path, edits, message):
+    cfg = _copy(tmp_path)
+    for edit in edits:
+        _edit(cfg, *edit)
+    with pytest.raises(ConfigError, match=message):
+        load_settings(cfg)
+
+
+def test_the_same_queue_name_on_two_pbxes_may_belong_to_two_departments(tmp_path):
+    cfg = _copy(tmp_path)
+    _edit(cfg, "callcenter.yaml", "    reconnect_max: 30\n", SECOND_PBX)
+    _edit(cfg, "departments.yaml", "queues: [q-edu]", "queues: [{name: q-x, pbx: pbx1}]")
+    _edit(cfg, "departments.yaml", "queues: [q-construction]", "queues: [{name: q-x, pbx: pbx2}]")
+    settings = load_settings(cfg)
+    assert settings.directory().queue_department == {**settings.directory().queue_department,
+                                                     ("pbx1", "q-x"): "edu", ("pbx2", "q-x"): "construction"}
+
+
+def _self_signed(directory) -> tuple[str, str]:
+    if not shutil.which("openssl"):
+        pytest.skip("openssl not installed")
+    cert, key = directory / "web.pem", directory / "web.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return cert.name, key.name
+
+
+def test_a_public_host_is_accepted_behind_a_proxy_or_with_tls(tmp_path):
+    cfg = _copy(tmp_path)
+    _edit(cfg, "callcenter.yaml", "  host: 127.0.0.1\n  port: 8080", "  host: 0.0.0.0\n  behind_proxy: true")
+    assert load_settings(cfg).web.behind_proxy is True
+    cert, key = _self_signed(cfg)
+    _edit(cfg, "callcenter.yaml", "  behind_proxy: true", f"  tls: {{cert: {cert}, key: {key}}}")
+    web = load_settings(cfg).web
+    assert web.tls.cert == str(cfg / cert) and web.tls.key == str(cfg / key)     # relative to the directory
+    from callcenter.settings_checks import tls_context
+    assert tls_context(Path(web.tls.cert), Path(web.tls.key)).minimum_version == ssl.TLSVersion.TLSv1_2
+    (cfg / key).write_text("not a key\n")
+    with pytest.raises(ConfigError, match=r"callcenter.yaml: web.tls: cannot use certificate .*web.pem with key"):
+        load_settings(cfg)
+
+
+async def test_web_tls_serves_https(tmp_path, settings, db_url):
+    import ssl
+
+    import aiohttp
+
+    from callcenter.bootstrap import build
+    from callcenter.web.app import WebServer
+    cert, key = _self_signed(tmp_path)
+    web = type(settings.web).model_validate({**settings.web.model_dump(), "host": "0.0.0.0",
+                                             "tls": {"cert": str(tmp_path / cert), "key": str(tmp_path / key)}})
+    app = build(settings.model_copy(update={"web": web}), db_url)
+    await app.store.migrate()
+    server = WebServer(app, "127.0.0.1", 0)
+    await server.start()
+    try:
+        port = server.addresses[0][1]
+        trust = ssl.create_default_context(cafile=str(tmp_path / cert))
+        trust.check_hostname = False
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"https://127.0.0.1:{port}/api/health", ssl=trust) as response:
+                assert response.status == 200 and (await response.json())["status"] == "ok"
+            with pytest.raises(aiohttp.ClientError):          # plain HTTP is not answered
+                async with session.get(f"http://127.0.0.1:{port}/api/health") as response:
+                    await response.read()
+    finally:
+        await server.stop()
+        await app.store.close()
+
+
+def test_config_check_names_the_inconsistency(tmp_path):
+    cfg = _copy(tmp_path)
+    _edit(cfg, "departments.yaml", 'hotlines: ["62000004"]', 'hotlines: ["62000002"]')
+    result = subprocess.run([sys.executable, "-m", "callcenter.cli", "config", "check", "--config", str(cfg)],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "departments.yaml: departments[1].hotlines[0]: hotline '62000002' already belongs to department 'edu'" \
+        in result.stderr

@@ -28,6 +28,7 @@ from callcenter.clock import FixedClock
 from callcenter.replay import replay
 from callcenter.settings import WebSettings, load_settings
 from callcenter.web.app import WebServer, init_app
+from tests.auth_helpers import bearer, grant, head_of_all
 from tests.conftest import MONDAY_10, ROOT, trace_path
 
 TUESDAY_10 = MONDAY_10 + timedelta(days=1)
@@ -68,7 +69,8 @@ async def app_obj(settings, db_url):
 
 @pytest.fixture
 async def client(app_obj):
-    client = TestClient(TestServer(await init_app(app_obj)))
+    """Signed in as "head", the head of every department (tests/test_access_routes.py covers the roles)."""
+    client = TestClient(TestServer(await init_app(app_obj)), headers=await head_of_all(app_obj))
     await client.start_server()
     yield client
     await client.close()
@@ -178,24 +180,24 @@ async def test_unknown_task_or_path_is_a_json_404(client, path):
 async def test_close_with_an_outcome_then_refuse_to_close_again(client):
     task_id = (await task_of(client, ABANDONED[1]))["id"]
     status, task = await call(client, "PATCH", f"/api/tasks/{task_id}",
-                              json={"closure": "reached_resolved", "note": "已电话答复，政策已解释", "by": "1005"})
+                              json={"closure": "reached_resolved", "note": "已电话答复，政策已解释"})
     assert status == 200
     assert (task["status"], task["closure"], task["closed_by"], task["note"]) == \
-        ("closed", "reached_resolved", "1005", "已电话答复，政策已解释")
+        ("closed", "reached_resolved", "head", "已电话答复，政策已解释")
     assert datetime.fromisoformat(task["closed_at"]) == datetime.fromisoformat(task["contacted_at"]) == WEDNESDAY_10
-    assert task["history"][-1]["kind"] == "closed" and task["history"][-1]["by"] == "1005"
+    assert task["history"][-1]["kind"] == "closed" and task["history"][-1]["by"] == "head"
     _, body = await call(client, "GET", "/api/tasks", params={"status": "closed"})
     assert [t["id"] for t in body["tasks"]] == [task_id]
 
     status, body = await call(client, "PATCH", f"/api/tasks/{task_id}",
-                              json={"closure": "wrong_number", "by": "1005"})
+                              json={"closure": "wrong_number"})
     assert (status, body["error"]) == (409, "already_closed")
     assert "already closed" in body["message"]
 
 
 async def test_wrong_number_needs_no_callback_attempts(client):
     task_id = (await task_of(client, AFTER_HOURS))["id"]
-    status, task = await call(client, "PATCH", f"/api/tasks/{task_id}", json={"closure": "wrong_number", "by": "1001"})
+    status, task = await call(client, "PATCH", f"/api/tasks/{task_id}", json={"closure": "wrong_number"})
     assert status == 200
     assert (task["status"], task["closure"], task["contacted_at"]) == ("closed", "wrong_number", None)
 
@@ -208,7 +210,7 @@ async def test_wrong_number_needs_no_callback_attempts(client):
 ])
 async def test_close_refusals_leave_the_task_open(client, closure, status_, code, message):
     task_id = (await task_of(client, TIMED_OUT))["id"]
-    status, body = await call(client, "PATCH", f"/api/tasks/{task_id}", json={"closure": closure, "by": "1005"})
+    status, body = await call(client, "PATCH", f"/api/tasks/{task_id}", json={"closure": closure})
     assert (status, body["error"]) == (status_, code)
     assert message in body["message"]
     assert (await task_of(client, TIMED_OUT))["status"] == "open"
@@ -216,36 +218,36 @@ async def test_close_refusals_leave_the_task_open(client, closure, status_, code
 
 async def test_reassign_to_an_agent_and_back_to_the_pool(client):
     task_id = (await task_of(client, TIMED_OUT))["id"]
-    status, task = await call(client, "PATCH", f"/api/tasks/{task_id}", json={"assignee": "1006", "by": "head"})
+    status, task = await call(client, "PATCH", f"/api/tasks/{task_id}", json={"assignee": "1006"})
     assert status == 200
     assert (task["assignee"], task["assignee_name"], task["assigned_via"]) == ("1006", "杨磊", "manual")
-    assert task["history"][-1] | {"at": None} == {"at": None, "kind": "assigned", "pbx": None, "call_id": None,
-                                                  "agent": "1006", "by": "head"}
+    assert task["history"][-1] | {"at": None, "version": None} == {
+        "at": None, "version": None, "kind": "assigned", "pbx": None, "call_id": None, "agent": "1006", "by": "head"}
     _, body = await call(client, "GET", "/api/tasks", params={"assignee": "1006"})
     assert [t["id"] for t in body["tasks"]] == [task_id]
     _, body = await call(client, "GET", "/api/tasks", params={"assignee": "pool"})
     assert len(body["tasks"]) == 3
 
-    status, task = await call(client, "PATCH", f"/api/tasks/{task_id}", json={"assignee": None, "by": "head"})
+    status, task = await call(client, "PATCH", f"/api/tasks/{task_id}", json={"assignee": None})
     assert status == 200 and (task["assignee"], task["assigned_via"]) == (None, "pool")
 
 
 async def test_reassign_to_an_unknown_agent_is_refused(client):
     task_id = (await task_of(client, TIMED_OUT))["id"]
-    status, body = await call(client, "PATCH", f"/api/tasks/{task_id}", json={"assignee": "9999", "by": "head"})
+    status, body = await call(client, "PATCH", f"/api/tasks/{task_id}", json={"assignee": "9999"})
     assert (status, body["error"]) == (400, "unknown_agent") and "unknown agent" in body["message"]
 
 
 async def test_add_a_note(client):
     task_id = (await task_of(client, AFTER_HOURS))["id"]
     status, task = await call(client, "PATCH", f"/api/tasks/{task_id}",
-                              json={"note": "来电人要求明天上午回电", "by": "1001"})
+                              json={"note": "来电人要求明天上午回电"})
     assert status == 200 and task["status"] == "open"
     assert task["history"][-1]["kind"] == "note"
-    assert (task["history"][-1]["note"], task["history"][-1]["by"]) == ("来电人要求明天上午回电", "1001")
+    assert (task["history"][-1]["note"], task["history"][-1]["by"]) == ("来电人要求明天上午回电", "head")
 
 
-@pytest.mark.parametrize("data", [b"{not json", b"", b'{"note": "x", "by": ', b'{"note": "\xe6\x9d", "by": "1"}',
+@pytest.mark.parametrize("data", [b"{not json", b'{"note": "x", "by": ', b'{"note": "\xe6\x9d", "by": "1"}',
                                   b"[" * 100_000])
 async def test_malformed_json_is_a_400(client, data):
     status, body = await call(client, "PATCH", "/api/tasks/1", data=data,
@@ -254,21 +256,23 @@ async def test_malformed_json_is_a_400(client, data):
 
 
 @pytest.mark.parametrize("payload, code, extra", [
-    ([{"note": "x", "by": "1005"}], "invalid_body", {}),
+    ([{"note": "x"}], "invalid_body", {}),
     ("close", "invalid_body", {}),
-    ({"closure": "reached_resolved", "by": "1005", "outcome": "x", "agent": "1005"},
+    ({"closure": "reached_resolved", "outcome": "x", "agent": "1005"},
      "unknown_fields", {"fields": ["agent", "outcome"]}),
-    ({"closure": "reached_resolved"}, "missing_field", {"fields": ["by"]}),
-    ({"assignee": "1006", "by": None}, "missing_field", {"fields": ["by"]}),
-    ({"note": "x", "by": ""}, "invalid_field", {"field": "by"}),
-    ({"note": "x", "by": 1005}, "invalid_field", {"field": "by"}),
-    ({"by": "1005"}, "missing_field", {"fields": ["closure", "assignee", "note"]}),
-    ({"closure": 3, "by": "1005"}, "invalid_field", {"field": "closure"}),
-    ({"note": "   ", "by": "1005"}, "invalid_field", {"field": "note"}),
-    ({"assignee": "", "by": "head"}, "invalid_field", {"field": "assignee"}),
-    ({"assignee": "1006", "note": "x", "by": "head"}, "conflicting_fields", {"fields": ["assignee", "note"]}),
-    ({"assignee": "1006", "closure": "wrong_number", "by": "head"}, "conflicting_fields",
-     {"fields": ["assignee", "closure"]}),
+    ({"closure": "reached_resolved", "by": "1005"}, "unknown_fields", {"fields": ["by"]}),   # who acts: the identity
+    ({"assignee": "1006", "by": None}, "unknown_fields", {"fields": ["by"]}),
+    ({}, "missing_field", {"field": "closure"}),
+    ({"closure": 3}, "invalid_field", {"field": "closure"}),
+    ({"closure": ["reached_resolved"]}, "invalid_field", {"field": "closure"}),
+    ({"note": "   "}, "invalid_field", {"field": "note"}),
+    ({"note": "a\x00b"}, "invalid_field", {"field": "note"}),
+    ({"note": "x" * 2001}, "invalid_field", {"field": "note"}),
+    ({"assignee": ""}, "invalid_field", {"field": "assignee"}),
+    ({"assignee": "1006\r\nAction: Originate"}, "invalid_field", {"field": "assignee"}),
+    ({"assignee": "1006", "note": "x"}, "conflicting_fields", {"field": "assignee"}),
+    ({"assignee": "1006", "closure": "wrong_number"}, "conflicting_fields", {"field": "assignee"}),
+    ({"closure": "wrong_number", "version": "1"}, "invalid_field", {"field": "version"}),
 ])
 async def test_invalid_patches_are_refused_and_change_nothing(client, payload, code, extra):
     task = await task_of(client, TIMED_OUT)
@@ -280,8 +284,7 @@ async def test_invalid_patches_are_refused_and_change_nothing(client, payload, c
 
 
 async def test_patching_a_missing_task_is_a_404(client):
-    for payload in ({"note": "x", "by": "1005"}, {"assignee": "1006", "by": "head"},
-                    {"closure": "reached_resolved", "by": "1005"}):
+    for payload in ({"note": "x"}, {"assignee": "1006"}, {"closure": "reached_resolved"}):
         status, body = await call(client, "PATCH", "/api/tasks/999", json=payload)
         assert (status, body["error"]) == (404, "not_found")
 
@@ -293,7 +296,8 @@ async def test_wrong_method_is_a_json_405(client):
 
 
 async def test_an_oversized_body_is_a_413(client):
-    status, body = await call(client, "PATCH", "/api/tasks/1", data=b"x" * (2 << 20))
+    status, body = await call(client, "PATCH", "/api/tasks/1", data=b"x" * (2 << 20),
+                              headers={"Content-Type": "application/json"})
     assert (status, body["error"]) == (413, "body_too_large")
 
 
@@ -310,7 +314,10 @@ async def test_an_unexpected_failure_is_a_500_and_the_server_goes_on(client, app
 # --- GET /api/health and the server ---------------------------------------------------------
 
 async def test_health_reports_each_pbx_link(client, app_obj):
-    assert await call(client, "GET", "/api/health") == (200, {"status": "ok", "pbx": {}, "open_calls": 0})
+    status, body = await call(client, "GET", "/api/health")
+    assert status == 200 and body["status"] == "ok" and body["pbx"] == {} and body["open_calls"] == 0
+    database = body["database"]            # tests/test_database_faults.py: degraded while it is away
+    assert database["status"] == "ok" and database["since"] is None and not any(database["backlog"].values())
 
     server = AmiServer.from_trace(load_trace(trace_path("presence")), WEDNESDAY_10)
     port = await server.start()
@@ -339,7 +346,8 @@ async def test_web_server_runs_as_an_app_extra_on_the_configured_address(setting
     await app_obj.start()
     try:
         host, port = web_server.addresses[0][:2]
-        async with aiohttp.ClientSession(f"http://{host}:{port}") as http:
+        token = await grant(app_obj, "head-market", "head", ["market"])
+        async with aiohttp.ClientSession(f"http://{host}:{port}", headers=bearer(token)) as http:
             async with http.get("/api/health") as response:
                 assert response.status == 200 and (await response.json())["status"] == "ok"
             async with http.get("/api/tasks", params={"department": "market"}) as response:
@@ -355,8 +363,9 @@ async def test_web_server_runs_as_an_app_extra_on_the_configured_address(setting
 # --- callcenter tasks list ------------------------------------------------------------------
 
 def _cli(db_url: str, *args: str) -> str:
+    # --full-numbers: these compare numbers with the API's (tests/test_cli_safety.py: masked by default)
     done = subprocess.run([sys.executable, "-m", "callcenter.cli", "tasks", "list", "--db", db_url,
-                           "--config", str(ROOT / "config"), *args],
+                           "--config", str(ROOT / "config"), "--full-numbers", *args],
                           cwd=ROOT, capture_output=True, text=True, encoding="utf-8", timeout=30)
     assert done.returncode == 0, done.stderr
     return done.stdout

@@ -4,10 +4,13 @@
 - Every event goes to one sink in arrival order; nothing user-supplied runs in the protocol, so a
   failing handler downstream cannot drop the connection or the rest of the stream.
 - Connect has a timeout; reconnects back off exponentially; a Ping watchdog detects a dead link.
+- Every action is checked before a byte is written (``framing.encode_action``): a control
+  character, an odd field name or an over-long value raises ``UnsafeAction``, the link untouched.
 - Every action has a timeout. Actions in flight when the link drops fail with ``LinkDown`` and
   are never re-sent: ``originate`` additionally remembers its idempotency key, so a callback is
   dialled at most once whatever happens to the link.
-- After every login the live state is read back (QueueStatus, CoreShowChannels) and handed to
+- After every login the live state is read back (QueueStatus: members and the callers waiting
+  with their wait; CoreShowChannels: channels with their durations) and handed to
   the sink as a ``Resynced`` event, so the domain can reconcile calls that vanished meanwhile. The
   event takes its place in the stream where the snapshot was taken: events received before the
   CoreShowChannels list ended come before it, later ones after it.
@@ -24,8 +27,8 @@ from typing import Any, Callable
 
 from ..clock import SystemClock
 from ..domain import events as ev
-from .framing import Framer
-from .translate import TRANSLATORS, member_state
+from .framing import Framer, UnsafeField, encode_action
+from .translate import TRANSLATORS, event_time, member_state
 
 log = logging.getLogger(__name__)
 Message = dict[str, str]
@@ -46,6 +49,17 @@ class NotSent(LinkDown):
 
 class ActionTimeout(AmiError):
     pass
+
+
+class UnsafeAction(AmiError):
+    """An action field that could not be written as one AMI header line (a CR, LF, NUL or other
+    control character, an odd field name, an over-long value): refused before a byte is written,
+    the link untouched. Defence in depth behind the services' own validation."""
+
+    def __init__(self, key: object, problem: str):
+        super().__init__(f"AMI action field {str(key)[:64]!r}: {problem}; not sent")
+        self.key = key
+        self.problem = problem
 
 
 class ActionFailed(AmiError):
@@ -110,6 +124,34 @@ class _Protocol(asyncio.Protocol):
     def connection_lost(self, exc) -> None:
         if not self.lost.done():
             self.lost.set_result(exc)
+
+
+def _duration(value: str | None) -> int | None:
+    """Asterisk's durations: "HH:MM:SS" (CoreShowChannel Duration) or plain seconds."""
+    if not value:
+        return None
+    try:
+        seconds = 0
+        for part in value.strip().split(":"):
+            seconds = seconds * 60 + int(part)
+        return seconds
+    except ValueError:
+        return None
+
+
+def _waiting(m: Message) -> ev.WaitingCaller:
+    return ev.WaitingCaller(m.get("Queue", ""), m.get("Uniqueid", ""), m.get("Channel", ""),
+                            m.get("CallerIDNum", ""), _duration(m.get("Wait")) or 0,
+                            _duration(m.get("Position")) or 0)
+
+
+def _live_channel(m: Message) -> ev.LiveChannel:
+    in_bridge = bool(m.get("BridgeId"))        # the lab's Asterisk gives BridgeId, no BridgedDuration
+    bridged = _duration(m.get("BridgedDuration")) if in_bridge else None
+    return ev.LiveChannel(m.get("Uniqueid", ""), m.get("Linkedid", ""), m.get("Channel", ""),
+                          m.get("Context", ""), m.get("Extension") or m.get("Exten", ""),
+                          m.get("CallerIDNum", ""), m.get("Application", ""), m.get("ApplicationData", ""),
+                          _duration(m.get("Duration")) or 0, bridged, in_bridge)
 
 
 class AmiClient:
@@ -217,12 +259,14 @@ class AmiClient:
         def members_listed(items: list[Message], at: datetime) -> None:
             snapshot["members"] = tuple(member_state(ev.MemberAdded, pbx, at, m) for m in items
                                         if m.get("Event") == "QueueMember")
+            snapshot["waiting"] = tuple(_waiting(m) for m in items if m.get("Event") == "QueueEntry")
 
         def channels_listed(items: list[Message], at: datetime) -> ev.Resynced | None:
             if "members" not in snapshot:        # QueueStatus failed: the session ends, no resync
                 return None
-            live = frozenset(m.get("Uniqueid", "") for m in items if m.get("Event") == "CoreShowChannel")
-            return ev.Resynced(pbx, at, live, snapshot["members"])
+            channels = tuple(_live_channel(m) for m in items if m.get("Event") == "CoreShowChannel")
+            live = frozenset(c.uniqueid for c in channels)
+            return ev.Resynced(pbx, at, live, snapshot["members"], snapshot["waiting"], channels)
 
         await asyncio.gather(self.action({"Action": "QueueStatus"}, on_complete=members_listed),
                              self.action({"Action": "CoreShowChannels"}, on_complete=channels_listed))
@@ -232,23 +276,21 @@ class AmiClient:
     async def action(self, fields: dict[str, Any], timeout: float | None = None,
                      on_complete: Callable[[list[Message], datetime], Any] | None = None) -> Any:
         """Send an action; return its response, or the list of its events for list actions.
-        Raises ActionFailed on an Error response, ActionTimeout, or LinkDown (NotSent when
-        the link was down before anything was written)."""
+        Raises ActionFailed on an Error response, ActionTimeout, LinkDown (NotSent when
+        the link was down before anything was written), or UnsafeAction (nothing written)."""
+        action_id = str(fields.get("ActionID") or f"cc-{next(self._ids)}")
+        try:
+            data = encode_action(fields, action_id)    # refused before anything else happens
+        except UnsafeField as exc:
+            raise UnsafeAction(exc.key, exc.problem) from None
         protocol = self.protocol
         if protocol is None or protocol.transport is None or protocol.transport.is_closing():
             raise NotSent("not connected")
-        action_id = str(fields.get("ActionID") or f"cc-{next(self._ids)}")
         if action_id in self.pending:
             raise AmiError(f"action id {action_id!r} is already in flight")
         pending = self.pending[action_id] = _Pending(asyncio.get_running_loop().create_future(),
                                                      on_complete=on_complete)
-        lines = [f"Action: {fields['Action']}", f"ActionID: {action_id}"]
-        for key, value in fields.items():
-            if key in ("Action", "ActionID"):
-                continue
-            for item in (value if isinstance(value, (list, tuple)) else [value]):
-                lines.append(f"{key}: {item}")
-        protocol.transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("utf-8"))
+        protocol.transport.write(data)
         try:
             return await asyncio.wait_for(pending.future, timeout or self.endpoint.action_timeout)
         except asyncio.TimeoutError:
@@ -265,7 +307,7 @@ class AmiClient:
         try:
             # the key is the ActionID: the PBX's OriginateResponse names the attempt
             result = await self.action({**fields, "Action": "Originate", "ActionID": key}, timeout)
-        except NotSent as exc:
+        except (NotSent, UnsafeAction) as exc:
             del self.originated[key]        # the PBX never saw it: a later try may send it
             future.set_exception(exc)
             future.exception()
@@ -292,7 +334,8 @@ class AmiClient:
             pending.future.set_result(pending.events)
             if pending.on_complete is not None:
                 try:
-                    item = pending.on_complete(pending.events, received)
+                    # the PBX's clock when it has one (timestampevents): the snapshot's moment
+                    item = pending.on_complete(pending.events, event_time(msg, received))
                 except Exception:
                     log.exception("AMI %s: handling the %s list failed", self.endpoint.id, action_id)
                     item = None

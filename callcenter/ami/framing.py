@@ -4,10 +4,18 @@ Messages are cut on CRLF CRLF *before* decoding, so a multi-byte UTF-8 character
 TCP chunks (a caller name such as 张三) survives any chunking. Bad input never stops the stream:
 a line without a colon is skipped, undecodable bytes are replaced, and a message larger than
 ``max_message`` is discarded up to its terminator. Every problem is counted and logged.
+
+Writing (``encode_action``) is the mirror image: a field name or value that could end its line or
+its message (CR, LF, NUL, any control character), an odd field name or an over-long value raises
+``UnsafeField`` and nothing is encoded, so no text can ever become a second action.
 """
 from __future__ import annotations
 
 import logging
+from typing import Any
+
+from ..domain import validation
+from ..domain.validation import mask_numbers
 
 log = logging.getLogger(__name__)
 
@@ -109,4 +117,45 @@ class Framer:
 
     def _problem(self, fmt: str, *args) -> None:
         self.problems += 1
-        log.warning(fmt, *args)
+        log.warning(fmt, *(mask_numbers(a) if isinstance(a, str) else a for a in args))   # lines carry callers' numbers
+
+
+# --- writing ------------------------------------------------------------------------------------
+
+class UnsafeField(ValueError):
+    """A field that cannot be written as one AMI header line; nothing was encoded."""
+
+    def __init__(self, key: object, problem: str):
+        super().__init__(f"AMI action field {str(key)[:64]!r}: {problem}; not sent")
+        self.key = key
+        self.problem = problem
+
+
+def encode_action(fields: dict[str, Any], action_id: str) -> bytes:
+    """One action as bytes, ``Action`` and ``ActionID`` first; list values repeat their key.
+    Raises UnsafeField when any name or value could break out of its line or message."""
+    if "Action" not in fields:
+        raise UnsafeField("Action", "missing")
+    items: list[tuple[Any, str]] = [("Action", _text(fields["Action"])), ("ActionID", _text(action_id))]
+    seen = {"action", "actionid"}
+    for key, value in fields.items():
+        if key in ("Action", "ActionID"):
+            continue
+        if isinstance(key, str) and key.lower() in seen:     # Asterisk reads names case-insensitively
+            raise UnsafeField(key, "the field is given twice")
+        seen.add(str(key).lower())
+        for item in (value if isinstance(value, (list, tuple)) else [value]):
+            items.append((key, _text(item)))
+    for key, value in items:
+        problem = validation.ami_field(key, value)
+        if problem:
+            raise UnsafeField(key, problem)
+    data = ("".join(f"{key}: {value}\r\n" for key, value in items) + "\r\n").encode("utf-8")
+    if len(data) > MAX_MESSAGE:
+        raise UnsafeField(fields["Action"], f"the action is over {MAX_MESSAGE} bytes")
+    return data
+
+
+def _text(value: Any) -> Any:
+    """Numbers and booleans as text; None and other objects are left for the check to refuse."""
+    return str(value) if isinstance(value, (int, float)) else value

@@ -1,8 +1,9 @@
 """A small AMI server: plays a recorded or simulated PBX over real TCP.
 
-It sends the banner, accepts Login, answers Ping, QueueStatus and CoreShowChannels (from state the
-owner supplies), records every action it receives (tests assert on them) and streams messages:
-a recorded list (``replay``: shared cursor, so a reconnecting client continues where the stream
+It sends the banner, accepts Login, answers Ping, QueueStatus (members, and callers waiting as
+QueueEntry with their Wait) and CoreShowChannels (with Duration and BridgeId), from state
+the owner supplies or the stream so far implies, records every action it receives (tests assert
+on them) and streams messages: a recorded list (``replay``: shared cursor, so a reconnecting client continues where the stream
 was cut) and live messages pushed with ``emit`` (the demo simulator).
 """
 from __future__ import annotations
@@ -60,17 +61,34 @@ def format_message(fields: dict[str, object]) -> bytes:
     return ("\r\n".join(out) + "\r\n\r\n").encode("utf-8")
 
 
-_TRACKED = (b"Event: Newchannel", b"Event: Hangup", b"Event: QueueMember")
+_TRACKED = (b"Event: Newchannel", b"Event: Hangup", b"Event: QueueMember", b"Event: QueueCaller",
+            b"Event: Newexten", b"Event: BridgeEnter", b"Event: BridgeLeave")
+
+
+def _hms(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 class PbxState:
     """What a real PBX would answer to CoreShowChannels and QueueStatus, derived from the
-    messages sent so far: live channels and queue members with their pause state."""
+    messages sent so far: live channels (Duration, BridgeId; BridgedDuration if asked), queue members with
+    their pause state, and callers waiting in queues (QueueEntry with Wait). "Now" is the latest
+    event Timestamp seen, or what `now` returns (epoch seconds)."""
 
-    def __init__(self):
+    def __init__(self, now: Callable[[], float] | None = None, bridged_duration: bool = False):
         self.channels: dict[str, dict] = {}
         self.members: dict[tuple[str, str], dict] = {}
+        self.entries: dict[str, dict] = {}                  # caller uniqueid -> waiting caller
+        self.created: dict[str, float] = {}                 # uniqueid -> epoch
+        self.bridged: dict[str, float] = {}
+        self.last = 0.0
+        self._now = now
+        self.bridged_duration = bridged_duration           # the lab's Asterisk sends BridgeId only
         self._framer = Framer(expect_banner=False)
+
+    def now(self) -> float:
+        return self._now() if self._now is not None else self.last
 
     def observe(self, raw: bytes) -> None:
         if not raw.startswith(_TRACKED):
@@ -79,14 +97,43 @@ class PbxState:
         if m is None:
             return
         name = m.get("Event")
+        try:
+            at = float(m.get("Timestamp") or 0) or self.now()
+        except ValueError:
+            at = self.now()
+        self.last = max(self.last, at)
+        uid = m.get("Uniqueid", "")
         if name == "Newchannel":
-            self.channels[m.get("Uniqueid", "")] = {
-                "Event": "CoreShowChannel", "Channel": m.get("Channel", ""), "Uniqueid": m.get("Uniqueid", ""),
+            self.created[uid] = at
+            self.channels[uid] = {
+                "Event": "CoreShowChannel", "Channel": m.get("Channel", ""), "Uniqueid": uid,
                 "Linkedid": m.get("Linkedid", ""), "Context": m.get("Context", ""),
                 "Extension": m.get("Exten", ""), "CallerIDNum": m.get("CallerIDNum", ""),
-                "CallerIDName": m.get("CallerIDName", "")}
+                "CallerIDName": m.get("CallerIDName", ""), "Application": "", "ApplicationData": "",
+                "BridgeId": ""}
         elif name == "Hangup":
-            self.channels.pop(m.get("Uniqueid", ""), None)
+            self.channels.pop(uid, None)
+            self.created.pop(uid, None)
+            self.bridged.pop(uid, None)
+            self.entries.pop(uid, None)
+        elif name == "Newexten" and uid in self.channels:
+            self.channels[uid].update({"Context": m.get("Context", ""), "Extension": m.get("Extension") or
+                                       m.get("Exten", ""), "Application": m.get("Application", ""),
+                                       "ApplicationData": m.get("AppData", "")})
+        elif name == "BridgeEnter" and uid in self.channels:
+            self.bridged[uid] = at
+            self.channels[uid]["BridgeId"] = m.get("BridgeUniqueid", "")
+        elif name == "BridgeLeave" and uid in self.channels:
+            self.bridged.pop(uid, None)
+            self.channels[uid]["BridgeId"] = ""
+        elif name == "QueueCallerJoin":
+            self.entries[uid] = {"Event": "QueueEntry", "Queue": m.get("Queue", ""), "Position": m.get("Position", "1"),
+                                 "Channel": m.get("Channel", ""), "Uniqueid": uid,
+                                 "CallerIDNum": m.get("CallerIDNum", ""), "CallerIDName": m.get("CallerIDName", ""),
+                                 "ConnectedLineNum": m.get("ConnectedLineNum", ""),
+                                 "ConnectedLineName": m.get("ConnectedLineName", ""), "joined": at}
+        elif name in ("QueueCallerLeave", "QueueCallerAbandon"):
+            self.entries.pop(uid, None)
         elif name == "QueueMemberRemoved":
             self.members.pop((m.get("Queue", ""), m.get("Interface", "")), None)
         elif name in ("QueueMemberAdded", "QueueMemberStatus", "QueueMemberPause", "QueueMemberPaused"):
@@ -99,10 +146,30 @@ class PbxState:
                 "InCall": m.get("InCall", "0")}
 
     def channel_list(self) -> list[dict]:
-        return list(self.channels.values())
+        now = self.now()
+        out = []
+        for uid, channel in self.channels.items():
+            item = {**channel, "Duration": _hms(now - self.created.get(uid, now))}
+            if uid in self.bridged and self.bridged_duration:
+                item["BridgedDuration"] = _hms(now - self.bridged[uid])
+            out.append(item)
+        return out
 
     def member_list(self) -> list[dict]:
         return list(self.members.values())
+
+    def entry_list(self) -> list[dict]:
+        """Callers waiting, as Asterisk's QueueStatus lists them after the members (QueueEntry)."""
+        now = self.now()
+        positions: dict[str, int] = {}
+        out = []
+        for entry in sorted(self.entries.values(), key=lambda e: e["joined"]):
+            positions[entry["Queue"]] = positions.get(entry["Queue"], 0) + 1
+            item = {k: v for k, v in entry.items() if k != "joined"}
+            item["Position"] = str(positions[entry["Queue"]])
+            item.update({"Wait": str(max(0, int(now - entry["joined"]))), "Priority": "0"})
+            out.append(item)
+        return out
 
 
 @dataclass(eq=False)
@@ -125,6 +192,7 @@ class AmiServer:
     channels: Callable[[], list[dict]] | None = None   # default: derived from what was sent
     members: Callable[[], list[dict]] | None = None
     on_action: Callable[[dict], list[dict] | None] | None = None   # replies; None: default, []: silence
+    now: Callable[[], float] | None = None        # epoch "now" for Wait/Duration; default: the stream's latest Timestamp
 
     def __post_init__(self):
         self.cursor = 0
@@ -136,7 +204,7 @@ class AmiServer:
         self._conns: set[_Conn] = set()
         self._server: asyncio.AbstractServer | None = None
         self._streaming: asyncio.Lock = asyncio.Lock()
-        self.state = PbxState()
+        self.state = PbxState(self.now)
         self.channels = self.channels or self.state.channel_list
         self.members = self.members or self.state.member_list
         if not self.messages:
@@ -216,14 +284,15 @@ class AmiServer:
         if name == "ping":
             w.write(format_message({"Response": "Success", **base, "Ping": "Pong", "Timestamp": "0"}))
         elif name in ("queuestatus", "coreshowchannels"):
-            items = self.members() if name == "queuestatus" else self.channels()
+            items = self.members() + self.state.entry_list() if name == "queuestatus" else self.channels()
             done = "QueueStatusComplete" if name == "queuestatus" else "CoreShowChannelsComplete"
             w.write(format_message({"Response": "Success", **base, "EventList": "start",
                                     "Message": "List will follow"}))
             for item in items:
                 w.write(format_message({**item, **base}))
+            stamp_now = {"Timestamp": "%.6f" % self.state.now()} if self.state.now() else {}
             w.write(format_message({"Event": done, **base, "EventList": "Complete",
-                                    "ListItems": len(items)}))
+                                    "ListItems": len(items), **stamp_now}))
         elif name == "logoff":
             w.write(format_message({"Response": "Goodbye", **base, "Message": "Thanks for all the fish."}))
         else:

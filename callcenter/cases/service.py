@@ -1,8 +1,13 @@
 """Cases from committed calls, dispositions, reassignment and owner routing.
 
 Like follow-up, the database is the queue: each call is claimed once (``cases_done``) in the
-transaction that joins or opens its cases, so a crash or a second instance never loses or
-doubles one.
+transaction that joins or opens its cases, a batch of calls at a time (callcenter/aftercommit.py),
+so a crash or a second instance never loses or doubles one.
+
+Every change to a case bumps its ``version`` and writes one audit event carrying it (one
+unbroken chain); dispositions, reassignments and closes are compare-and-set on the version
+(the row stays locked on PostgreSQL until commit): one of concurrent changes wins, the others
+get 409 with the case as it is now.
 """
 from __future__ import annotations
 
@@ -12,18 +17,27 @@ from datetime import datetime, timedelta
 from typing import Callable
 
 from sqlalchemy import and_, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
 
 from ..domain import cases as rules
-from ..domain.records import CallRecord
+from ..domain import validation
 from ..followup.service import TaskError
 from ..storage import tables as t
 from ..storage.store import Store
+from .pipeline import CasePipeline, _event_row
 
 log = logging.getLogger(__name__)
 
 
-class Cases:
+def _check(values: dict) -> None:
+    """Defence behind the web models: each (checker, value, *args) or a 400 naming the field."""
+    for field, (check, value, *args) in values.items():
+        try:
+            check(value, *args)
+        except validation.InvalidValue as exc:
+            raise TaskError(f"{field}: {exc}", 400, "invalid_field") from None
+
+
+class Cases(CasePipeline):
     def __init__(self, store: Store, settings, calendar, clock,
                  presence: Callable[[], dict[str, rules.Presence]] = dict,
                  gap_fallback: Callable[[str, str], tuple[str, str | None] | None] = lambda dept, pbx: None):
@@ -47,142 +61,158 @@ class Cases:
 
     # --- calls to cases -----------------------------------------------------------------------
 
-    async def process_pending(self) -> int:
-        """Join or open the cases of every committed call not yet seen; returns how many."""
-        return await self.store.each_unclaimed("cases_done", self._process)
-
-    async def _process(self, record: CallRecord) -> None:
-        async with self.store.begin() as conn:
-            if not await self.store.claim(conn, record, "cases_done") or not record.caller_num:
-                return
-            open_cases = await self._open_cases(conn, record.caller_num)
-            case_id: int | None = None
-            for decision in rules.plan_for_answered(record, open_cases):
-                if isinstance(decision, rules.OpenCase):
-                    try:
-                        async with conn.begin_nested():
-                            case_id = await self._open(conn, record, decision)
-                        continue
-                    except IntegrityError:                 # opened meanwhile elsewhere: join it
-                        case_id = (await self._open_cases(conn, record.caller_num))[
-                            (record.caller_num, decision.department)]
-                elif decision.case_id is not None:
-                    case_id = decision.case_id
-                await self._join(conn, case_id, decision.answered)
-
-    async def _open_cases(self, conn, number: str) -> dict[tuple[str, str], int]:
-        rows = (await conn.execute(select(t.cases.c.id, t.cases.c.department).where(
-            t.cases.c.caller_num == number, t.cases.c.status == "open"))).all()
-        return {(number, r.department): r.id for r in rows}
-
-    async def _open(self, conn, record: CallRecord, d: rules.OpenCase) -> int:
-        stint = record.stints[d.answered.seq]
-        case_id = (await conn.execute(insert(t.cases).values(
-            caller_num=d.caller_num, department=d.department, pbx=record.pbx, queue=stint.queue, owner=d.owner,
-            status="open", item="", opened_at=d.answered.at, deadline_provisional=False,
-            resolved_first_contact=False, knowledge_gap=False, work_order="", directed_to=""))).inserted_primary_key[0]
-        await self._event(conn, case_id, d.answered.at, "opened", d.owner or "",
-                          {"pbx": record.pbx, "call_id": record.id, "owner": d.owner,
-                           "transferred_in": d.answered.transferred_in})
-        await self._link(conn, case_id, d.answered)
-        return case_id
-
-    async def _join(self, conn, case_id: int, a: rules.Answered) -> None:
-        await self._event(conn, case_id, a.at, "joined", a.agent or "",
-                          {"pbx": a.pbx, "call_id": a.call_id, "agent": a.agent, "transferred_in": a.transferred_in})
-        await self._link(conn, case_id, a)
-
-    async def _link(self, conn, case_id: int, a: rules.Answered) -> None:
-        await conn.execute(self.store._insert(t.case_calls).on_conflict_do_nothing(), [{
-            "pbx": a.pbx, "call_id": a.call_id, "seq": a.seq, "case_id": case_id, "agent": a.agent,
-            "answered_at": a.at, "disposition": None, "disposed_at": None}])
-
     @staticmethod
-    async def _event(conn, case_id: int, at: datetime, kind: str, actor: str, detail: dict) -> None:
-        await conn.execute(insert(t.case_events).values(case_id=case_id, at=at, kind=kind, actor=actor,
-                                                        detail=json.dumps(detail, ensure_ascii=False)))
+    async def _bump(conn, case_id: int, *conditions, **values) -> int | None:
+        """Apply `values` and the next version to the case if `conditions` hold (the row stays
+        locked on PostgreSQL until commit); returns the new version, None when nothing matched."""
+        result = await conn.execute(update(t.cases).where(t.cases.c.id == case_id, *conditions)
+                                    .values(version=t.cases.c.version + 1, **values).returning(t.cases.c.version))
+        return result.scalar()
+
+    async def _event(self, conn, case_id: int, at: datetime, kind: str, actor: str, detail: dict,
+                     version: int | None = None) -> int:
+        """One audit event; it takes the case's next version unless `version` (already bumped) is given."""
+        if version is None:
+            version = await self._bump(conn, case_id)
+        await conn.execute(insert(t.case_events), [_event_row(case_id, version, at, kind, actor, detail)])
+        return version
+
+    async def _conflict(self, exc: TaskError, case_id: int | None) -> TaskError:
+        """A 409 carries the case as it is now."""
+        if exc.status == 409 and exc.current is None and case_id is not None:
+            try:
+                exc.current = await self.get(case_id)
+            except TaskError:
+                pass
+        return exc
 
     # --- wrap-up ------------------------------------------------------------------------------
 
     async def dispose(self, pbx: str, call_id: str, agent: str, disposition: str, item: str = "",
-                      work_order: str = "", directed_to: str = "", note: str = "") -> dict:
-        """The agent's wrap-up of an answered call; decides the case's fate and deadline."""
+                      work_order: str = "", directed_to: str = "", note: str = "", version: int | None = None) -> dict:
+        """The agent's wrap-up of an answered call; decides the case's fate and deadline. A case
+        already resolved, escalated or directed elsewhere keeps its disposition (409). A call that
+        already has a disposition is changed only by a request naming the case's current
+        `version`; concurrent dispositions: one wins, the others get 409 with the case as it is."""
+        _check({"pbx": (validation.identifier, pbx, "a PBX id"), "call_id": (validation.identifier, call_id, "a call id"),
+                "agent": (validation.identifier, agent, "an agent id"),
+                "item": (validation.single_line, item, 200, True),
+                "work_order": (validation.single_line, work_order, validation.MAX_SHORT, True),
+                "directed_to": (validation.single_line, directed_to, 200, True),
+                "note": (validation.note_text, note)})
         now = self.clock.now()
-        async with self.store.begin() as conn:
-            links = (await conn.execute(select(t.case_calls).where(
-                t.case_calls.c.pbx == pbx, t.case_calls.c.call_id == call_id)
-                .order_by(t.case_calls.c.seq))).mappings().all()
-            mine = [link for link in links if link["agent"] == agent] or []
-            if not links:
-                raise TaskError(f"no answered call {pbx}/{call_id} with a case", 404)
-            if not mine:
-                raise TaskError(f"call {call_id} was not answered by agent {agent!r}", 403)
-            link = mine[-1]
-            case = (await conn.execute(select(t.cases).where(t.cases.c.id == link["case_id"]))).mappings().one()
-            try:
-                d = rules.check_disposition(disposition, work_order, directed_to, item or case["item"],
-                                            self.items.get(case["department"], []))
-            except rules.DispositionError as exc:
-                raise TaskError(str(exc)) from None
-            values: dict = {"disposition": d.value}
-            if item:
-                values["item"] = item
-            if case["status"] == "open":
-                first_call = not (await conn.execute(select(func.count()).select_from(t.case_calls).where(
-                    t.case_calls.c.case_id == case["id"], t.case_calls.c.answered_at < link["answered_at"]))).scalar()
-                if d in rules.CLOSING:
-                    values.update(status=rules.CLOSING[d].value, closed_at=now)
-                    if d is rules.Disposition.RESOLVED:
-                        values["resolved_first_contact"] = first_call
-                    if d is rules.Disposition.ESCALATED_12345:
-                        values["work_order"] = work_order.strip()
-                    if d is rules.Disposition.OUT_OF_SCOPE:
-                        values["directed_to"] = directed_to.strip()
-                else:
-                    days = rules.workdays_for(d, self.rule)
-                    deadline = self.calendar.add_workdays(link["answered_at"], days, self.windows(case["department"]))
-                    if case["deadline"] is None or deadline.at > case["deadline"] or d is rules.Disposition.KNOWLEDGE_GAP:
-                        values.update(deadline=deadline.at, deadline_provisional=deadline.provisional)
-                    if d is rules.Disposition.KNOWLEDGE_GAP:
-                        values["knowledge_gap"] = True
-            await conn.execute(update(t.cases).where(t.cases.c.id == case["id"]).values(**values))
-            await conn.execute(update(t.case_calls).where(
-                t.case_calls.c.pbx == pbx, t.case_calls.c.call_id == call_id, t.case_calls.c.seq == link["seq"])
-                .values(disposition=d.value, disposed_at=now))
-            await self._event(conn, case["id"], now, "disposition", agent, {
-                "call_id": call_id, "disposition": d.value, "item": item, "work_order": work_order,
-                "directed_to": directed_to, "note": note, "owner": case["owner"],
-                "by_owner": agent == case["owner"]})
+        seen: int | None = None                        # the case, once known: a 409 carries it
+        try:
+            async with self.store.begin() as conn:
+                links = (await conn.execute(select(t.case_calls).where(
+                    t.case_calls.c.pbx == pbx, t.case_calls.c.call_id == call_id)
+                    .order_by(t.case_calls.c.seq))).mappings().all()
+                mine = [link for link in links if link["agent"] == agent] or []
+                if not links:
+                    raise TaskError(f"no answered call {pbx}/{call_id} with a case", 404)
+                if not mine:
+                    raise TaskError(f"call {call_id} was not answered by agent {agent!r}", 403)
+                link = mine[-1]
+                case = (await conn.execute(select(t.cases).where(t.cases.c.id == link["case_id"]))).mappings().one()
+                seen = case["id"]
+                if case["status"] != "open":
+                    raise TaskError(f"case {case['id']} is already {case['status']} (disposition {case['disposition']}, "
+                                    f"closed {case['closed_at'].isoformat() if case['closed_at'] else '—'}); "
+                                    "a second disposition is not recorded", 409, "already_closed")
+                if version is not None and version != case["version"]:
+                    raise TaskError(f"case {case['id']} is at version {case['version']}, not {version}", 409,
+                                    "version_conflict")
+                if version is None and link["disposition"] is not None:
+                    raise TaskError(f"call {call_id} already has the disposition {link['disposition']}; a change "
+                                    "names the case's current version", 409, "already_disposed")
+                try:
+                    d = rules.check_disposition(disposition, work_order, directed_to, item or case["item"],
+                                                self.items.get(case["department"], []))
+                except rules.DispositionError as exc:
+                    raise TaskError(str(exc)) from None
+                values: dict = {"disposition": d.value}
+                if item:
+                    values["item"] = item
+                if case["status"] == "open":
+                    first_call = not (await conn.execute(select(func.count()).select_from(t.case_calls).where(
+                        t.case_calls.c.case_id == case["id"], t.case_calls.c.answered_at < link["answered_at"]))).scalar()
+                    if d in rules.CLOSING:
+                        values.update(status=rules.CLOSING[d].value, closed_at=now)
+                        if d is rules.Disposition.RESOLVED:
+                            values["resolved_first_contact"] = first_call
+                        if d is rules.Disposition.ESCALATED_12345:
+                            values["work_order"] = work_order.strip()
+                        if d is rules.Disposition.OUT_OF_SCOPE:
+                            values["directed_to"] = directed_to.strip()
+                    else:
+                        days = rules.workdays_for(d, self.rule)
+                        deadline = self.calendar.add_workdays(link["answered_at"], days, self.windows(case["department"]))
+                        if case["deadline"] is None or deadline.at > case["deadline"] or d is rules.Disposition.KNOWLEDGE_GAP:
+                            values.update(deadline=deadline.at, deadline_provisional=deadline.provisional)
+                        if d is rules.Disposition.KNOWLEDGE_GAP:
+                            values["knowledge_gap"] = True
+                new_version = await self._bump(conn, case["id"], t.cases.c.version == case["version"], **values)
+                if new_version is None:                    # PostgreSQL: another transaction got there first
+                    raise TaskError(f"case {case['id']} changed meanwhile", 409, "version_conflict")
+                await conn.execute(update(t.case_calls).where(
+                    t.case_calls.c.pbx == pbx, t.case_calls.c.call_id == call_id, t.case_calls.c.seq == link["seq"])
+                    .values(disposition=d.value, disposed_at=now))
+                await self._event(conn, case["id"], now, "disposition", agent, {
+                    "call_id": call_id, "disposition": d.value, "item": item, "work_order": work_order,
+                    "directed_to": directed_to, "note": note, "owner": case["owner"],
+                    "by_owner": agent == case["owner"]}, version=new_version)
+        except TaskError as exc:                      # the current state, read after the rollback
+            raise await self._conflict(exc, seen) from None
         return await self.get(case["id"])
 
-    async def close_follow_up(self, case_id: int, agent: str, note: str = "") -> dict:
-        """The owner reports a follow-up case resolved (by phone, letter...)."""
+    async def close_follow_up(self, case_id: int, agent: str, note: str = "", version: int | None = None) -> dict:
+        """The owner reports a follow-up case resolved (by phone, letter...). Concurrent closes:
+        one wins, the others get 409 with the case; `version`, if given, must be the current one."""
         case = await self.get(case_id)
         if case["status"] != "open":
-            raise TaskError(f"case {case_id} is not open", 409)
+            raise TaskError(f"case {case_id} is not open", 409, current=case)
         if agent != case["owner"]:
             raise TaskError(f"only the owner ({case['owner']}) closes case {case_id}", 403)
         now = self.clock.now()
-        async with self.store.begin() as conn:
-            await conn.execute(update(t.cases).where(t.cases.c.id == case_id).values(
-                status="resolved", closed_at=now, disposition=rules.Disposition.RESOLVED.value))
-            await self._event(conn, case_id, now, "resolved", agent, {"note": note})
+        conditions = [t.cases.c.status == "open"] + ([t.cases.c.version == version] if version is not None else [])
+        try:
+            async with self.store.begin() as conn:
+                new_version = await self._bump(conn, case_id, *conditions, status="resolved", closed_at=now,
+                                               disposition=rules.Disposition.RESOLVED.value)
+                if new_version is None:
+                    raise TaskError(f"case {case_id} changed meanwhile (it is closed or past version {version})", 409,
+                                    "version_conflict")
+                await self._event(conn, case_id, now, "resolved", agent, {"note": note}, version=new_version)
+        except TaskError as exc:
+            raise await self._conflict(exc, case_id) from None
         return await self.get(case_id)
 
-    async def reassign(self, case_id: int, new_owner: str, by: str, reason: str) -> dict:
-        """Only the department's head moves a case, with a reason; the audit log keeps it."""
+    async def reassign(self, case_id: int, new_owner: str, by: str, reason: str, authorised: bool = False,
+                       version: int | None = None) -> dict:
+        """Only the department's head moves a case, with a reason; the audit log keeps it.
+        `authorised`: the caller (the web edge, callcenter/domain/access.py) has checked that `by`
+        heads the case's department, so the configured head id is not required."""
+        _check({"new_owner": (validation.identifier, new_owner, "an agent id"),
+                "by": (validation.identifier, by, "a person's id"), "reason": (validation.note_text, reason)})
         case = await self.get(case_id)
-        if self.heads.get(case["department"]) != by:
+        if not authorised and self.heads.get(case["department"]) != by:
             raise TaskError(f"only the head of {case['department']} may reassign case {case_id}", 403)
         if not reason.strip():
             raise TaskError("a reassignment needs a reason")
         if new_owner not in self.directory.agent_names:
             raise TaskError(f"unknown agent {new_owner!r}")
         now = self.clock.now()
-        async with self.store.begin() as conn:
-            await conn.execute(update(t.cases).where(t.cases.c.id == case_id).values(owner=new_owner))
-            await self._event(conn, case_id, now, "reassigned", by,
-                              {"from": case["owner"], "to": new_owner, "reason": reason.strip()})
+        expected = case["version"] if version is None else version     # compare-and-set: one of concurrent wins
+        try:
+            async with self.store.begin() as conn:
+                new_version = await self._bump(conn, case_id, t.cases.c.version == expected, owner=new_owner)
+                if new_version is None:
+                    raise TaskError(f"case {case_id} changed meanwhile (expected version {expected})", 409,
+                                    "version_conflict")
+                await self._event(conn, case_id, now, "reassigned", by,
+                                  {"from": case["owner"], "to": new_owner, "reason": reason.strip()}, version=new_version)
+        except TaskError as exc:
+            raise await self._conflict(exc, case_id) from None
         return await self.get(case_id)
 
     # --- routing ------------------------------------------------------------------------------
@@ -228,7 +258,7 @@ class Cases:
         case = self._case_dict(row)
         case["calls"] = [{"pbx": c["pbx"], "call_id": c["call_id"], "agent": c["agent"],
                           "answered_at": c["answered_at"].isoformat(), "disposition": c["disposition"]} for c in calls]
-        case["history"] = [{"at": e["at"].isoformat(), "kind": e["kind"], "actor": e["actor"],
+        case["history"] = [{"at": e["at"].isoformat(), "kind": e["kind"], "actor": e["actor"], "version": e["version"],
                             **json.loads(e["detail"] or "{}")} for e in events]
         return case
 
@@ -277,5 +307,5 @@ class Cases:
             "overdue": r["status"] == "open" and r["deadline"] is not None and r["deadline"] < now,
             "closed_at": r["closed_at"].isoformat() if r["closed_at"] else None,
             "resolved_first_contact": r["resolved_first_contact"], "knowledge_gap": r["knowledge_gap"],
-            "work_order": r["work_order"], "directed_to": r["directed_to"],
+            "work_order": r["work_order"], "directed_to": r["directed_to"], "version": r["version"],
         }

@@ -3,7 +3,9 @@
 Presence changes mark the agents involved; one worker re-judges their posts in order and
 carries out the commands. A ticker re-judges every post every `interval` seconds, so the start
 and end of business hours (a post with nobody logged in at opening is a gap) are noticed too.
-After a reconnect the board forgets its states and rebuilds them from the resync.
+After a reconnect the board forgets its states and rebuilds them from the resync. No post is
+judged, and nothing sent, for a PBX before its first resync since the start (a checkpoint's
+picture may be stale); with more than one instance only the active one acts (callcenter/leader.py).
 """
 from __future__ import annotations
 
@@ -16,7 +18,9 @@ from sqlalchemy.exc import IntegrityError
 
 from ..domain import coverage as rules
 from ..domain import events as ev
+from ..domain import validation
 from ..followup.service import TaskError
+from ..journal import HeldWrites
 from ..storage import tables as t
 
 log = logging.getLogger(__name__)
@@ -40,6 +44,19 @@ def post_specs(settings) -> list[rules.PostSpec]:
     return specs
 
 
+def _check_request(agent: str, reason: str, override_by: str | None, override_reason: str) -> None:
+    checks = [("agent", lambda: validation.identifier(agent, "an agent id")),
+              ("reason", lambda: validation.single_line(reason, allow_empty=True)),
+              ("override.reason", lambda: validation.note_text(override_reason))]
+    if override_by is not None:
+        checks.append(("override.by", lambda: validation.identifier(override_by, "a person's id")))
+    for field, check in checks:
+        try:
+            check()
+        except validation.InvalidValue as exc:
+            raise TaskError(f"{field}: {exc}", 400, "invalid_field") from None
+
+
 class Coverage:
     def __init__(self, settings, service, store, calendar, clock, notifier=None, interval: float = 30):
         self.settings = settings
@@ -58,16 +75,22 @@ class Coverage:
         self.dirty: set[str] | None = set()          # None: every post
         self.wake = asyncio.Event()
         self.executed: list[rules.Command] = []      # what was done, newest last (for the API and tests)
+        # incidents the database could not take yet: retried in order, journalled at shutdown
+        self.held = HeldWrites("incidents", self._write_incident)
         self._tasks: list[asyncio.Task] = []
         self._stopping = False
         self._idle = asyncio.Event()
         self._idle.set()
+        # no action before knowledge: PBXes whose presence has been read back since this start
+        self.known: set[str] = set()
+        self.active = lambda: True                   # more than one instance: callcenter/leader.py
 
     # --- inputs -------------------------------------------------------------------------------
 
     def on_event(self, event: ev.Event) -> None:
         """A listener of the service's ordered stream (sync: only marks what to re-judge)."""
         if isinstance(event, ev.Resynced):
+            self.known.add(event.pbx)
             self.board.forget()
             self.dirty = None
         elif isinstance(event, PRESENCE_EVENTS):
@@ -88,6 +111,23 @@ class Coverage:
         else:
             agents = {self.service.directory.agent_of(event.interface, event.member_name)}
         return None if None in agents else agents
+
+    def on_leadership(self, active: bool) -> None:
+        """This instance became active: judge every post afresh (the previous holder may have
+        died between a decision and its action); standing by: nothing to do."""
+        if active:
+            self.board.forget()
+            self.dirty = None
+            self._idle.clear()
+            self.wake.set()
+
+    def ready(self, pbx: str) -> str | None:
+        """Why nothing may be sent to ``pbx`` now (None: it may)."""
+        if not self.active():
+            return "this instance is standing by (another one is active)"
+        if pbx not in self.known:
+            return f"PBX {pbx}'s presence is not known yet (no resync since the start)"
+        return None
 
     def seat(self, pbx: str, queue: str, agent: str) -> rules.Seat:
         m = self.service.presence.seats.get((pbx, queue, agent))
@@ -142,7 +182,11 @@ class Coverage:
             if self._stopping:
                 return
             dirty, self.dirty = self.dirty, set()
-            commands = self.board.evaluate(self.seat, self.is_open, self.clock.now(), dirty)
+            if not self.active():
+                self._idle.set()
+                continue                             # standing by: the active instance acts
+            commands = self.board.evaluate(self.seat, self.is_open, self.clock.now(), dirty,
+                                           ready=lambda spec: spec.pbx in self.known)
             for command in commands:
                 try:
                     await self.execute(command)
@@ -156,8 +200,11 @@ class Coverage:
     async def execute(self, c: rules.Command) -> None:
         self.executed.append(c)
         if isinstance(c, rules.AddMember):
+            agent = self.agents.get(c.agent)
+            name = agent.member_names[0] if agent is not None and agent.member_names else c.member_name
             await self._ami(c.pbx, {"Action": "QueueAdd", "Queue": c.queue, "Interface": c.interface,
-                                    "Penalty": c.penalty, "Paused": "false", "MemberName": c.member_name})
+                                    "Penalty": c.penalty, "Paused": "false", "MemberName": name,
+                                    "StateInterface": self.state_interface(c.agent, c.interface)})
         elif isinstance(c, rules.Unpause):
             await self._ami(c.pbx, {"Action": "QueuePause", "Queue": c.queue, "Interface": c.interface,
                                     "Paused": "false", "Reason": "AB岗补位"})
@@ -168,18 +215,26 @@ class Coverage:
             await self._ami(c.pbx, {"Action": "QueueRemove", "Queue": c.queue, "Interface": c.interface})
         elif isinstance(c, rules.NotifyAgent):
             await self._notify_agent(c)
-        elif isinstance(c, rules.OpenIncident):
+        elif isinstance(c, (rules.OpenIncident, rules.CloseIncident)):
+            await self.held.write(c)                   # now, or when the database is back
+
+    async def _write_incident(self, c: rules.OpenIncident | rules.CloseIncident) -> None:
+        if isinstance(c, rules.OpenIncident):
             await self._open_incident(c)
-        elif isinstance(c, rules.CloseIncident):
-            async with self.store.begin() as conn:
-                await conn.execute(update(t.coverage_incidents).where(
-                    t.coverage_incidents.c.post == c.post, t.coverage_incidents.c.closed_at.is_(None))
-                    .values(closed_at=c.at))
-            log.info("coverage: post %s staffed again", c.post)
+            return
+        async with self.store.begin() as conn:
+            await conn.execute(update(t.coverage_incidents).where(
+                t.coverage_incidents.c.post == c.post, t.coverage_incidents.c.closed_at.is_(None))
+                .values(closed_at=c.at))
+        log.info("coverage: post %s staffed again", c.post)
 
     async def _ami(self, pbx: str, fields: dict, wait: float = 5.0) -> bool:
         """Send one action; a link coming up (the resync runs before it is marked connected) is
         waited for briefly. A command lost to a dead link is planned again after the resync."""
+        why = self.ready(pbx)
+        if why is not None:
+            log.warning("coverage: %s; %s not sent", why, fields["Action"])
+            return False
         client = self.service.clients.get(pbx)
         if client is not None and not client.connected.is_set():
             try:
@@ -191,6 +246,18 @@ class Coverage:
             return False
         await client.action(fields)
         return True
+
+    def state_interface(self, agent_id: str, interface: str) -> str:
+        """The device whose state tells whether the member can take a call: the agent's
+        configured ``state_interface``, else what the PBX last reported for that interface, else
+        the interface itself (right for PJSIP/SIP; a Local channel needs it configured)."""
+        agent = self.agents.get(agent_id)
+        if agent is not None and agent.state_interface:
+            return agent.state_interface
+        for m in self.service.presence.members.values():
+            if m.interface == interface and m.state_interface:
+                return m.state_interface
+        return interface
 
     async def _notify_agent(self, c: rules.NotifyAgent) -> None:
         spec = self.board.specs[c.post]
@@ -232,11 +299,14 @@ class Coverage:
     # --- agents' requests ---------------------------------------------------------------------
 
     async def request(self, agent: str, action: str, reason: str = "", override_by: str | None = None,
-                      override_reason: str = "") -> dict:
+                      override_reason: str = "", may_override=None) -> dict:
         """An agent asks to pause or log out. Refused (409) if a post would be left with nobody
-        available in coverage hours, unless the department head overrides with a reason."""
+        available in coverage hours, unless the department head overrides with a reason.
+        `may_override(department)`: whether `override_by` heads that department (the web edge's
+        rule, callcenter/domain/access.py); by default the configured head's id."""
         if action not in ("pause", "unpause", "logout"):
             raise TaskError(f"unknown action {action!r}", code="unknown_action")
+        _check_request(agent, reason, override_by, override_reason)    # defence behind the web models
         if agent not in self.agents:
             raise TaskError(f"unknown agent {agent!r}", code="unknown_agent")
         refused = None if action == "unpause" else self.board.refusal(agent, self.seat, self.is_open)
@@ -247,7 +317,7 @@ class Coverage:
             head = self.heads.get(department)
             if override_by is None:
                 raise TaskError(f"refused: {refusal}", 409, "coverage_guard")
-            if head is None or head.id != override_by:
+            if not (may_override(department) if may_override else head is not None and head.id == override_by):
                 raise TaskError(f"only the head of {department} may override: {refusal}", 403, "not_head")
             if not override_reason.strip():
                 raise TaskError("an override needs a reason", code="reason_required")

@@ -225,6 +225,7 @@ async def run(settings: Settings, db_url: str, seconds: float | None = None, rat
     first_seq = int(base.now().timestamp()) % 1_000_000 * 1000
 
     app = build(settings, db_url, clock)
+    app.service.checkpointer.resume = False         # a new simulation each run: nothing to resume
     service, store = app.service, app.store
     server = AmiServer()
     lines = LiveLines(settings, out)
@@ -248,6 +249,8 @@ async def run(settings: Settings, db_url: str, seconds: float | None = None, rat
             raise RuntimeError(f"the service did not log in to the simulated PBX on port {port}") from None
         sim = PbxSimulator(settings, server.emit, clock, seed=seed, rate=rate, timing=timing,
                            first_seq=first_seq, calendar=app.calendar)
+        from ..auth.demo import demo_access                 # the API and the demo's sign-in (issue 10)
+        out(await demo_access(app))
         out(_banner(settings, sim, port, rate, seed, seconds, notice))
         started = clock.now()
         sim.start()
@@ -264,6 +267,7 @@ async def run(settings: Settings, db_url: str, seconds: float | None = None, rat
             await driver
             sim.close()
         await _delivered(service, client, server, sim)
+        await app.after_commit.catch_up()      # tasks of every delivered call before the summary
         ended = clock.now()
         window = (started - timedelta(seconds=1), ended + timedelta(seconds=1))
         records = [r for r in await store.calls_between(*window) if (r.pbx, r.id) in lines.seen]

@@ -8,7 +8,7 @@ records completed by each event. The tracker reads no clock: every moment comes 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from . import events as ev
 from .directory import Directory
@@ -56,6 +56,11 @@ class CallTracker:
         self.hotline_contexts = hotline_contexts          # pbx id -> dialplan contexts of hotlines
         self.calls: dict[tuple[str, str], _Live] = {}      # (pbx, linkedid)
         self.channels: dict[tuple[str, str], str] = {}     # (pbx, uniqueid) -> linkedid
+        self.blind_since: dict[str, datetime] = {}         # pbx -> its last event before the link was lost
+        self.last_seen: dict[str, datetime] = {}           # pbx -> its latest event (the PBX's clock)
+        self.open_across_gap: set[tuple[str, str]] = set()  # (pbx, linkedid): open while the link was down
+        self.spanned: dict[tuple[str, str], None] = {}     # finished calls that were (pbx, call id), newest last
+        self.carried: dict[str, set[tuple[str, str]]] = {}  # pbx -> calls resumed from before this run
         self._dispatch = {
             ev.ChannelCreated: self._created,
             ev.CallerIdChanged: self._caller_id,
@@ -74,6 +79,7 @@ class CallTracker:
             ev.DialStarted: self._dial_started,
             ev.DialEnded: self._dial_ended,
             ev.Resynced: self._resynced,
+            ev.LinkLost: self._link_lost,
         }
 
     @property
@@ -84,6 +90,10 @@ class CallTracker:
         handler = self._dispatch.get(type(event))
         if handler is None:
             return []
+        if type(event) is not ev.LinkLost:
+            if event.pbx not in self.last_seen:          # calls open before this run's first event
+                self.carried[event.pbx] = {k for k in self.calls if k[0] == event.pbx}   # (a checkpoint's)
+            self.last_seen[event.pbx] = event.at
         return handler(event) or []
 
     # --- helpers ------------------------------------------------------------------------------
@@ -246,6 +256,9 @@ class CallTracker:
         for stint in reversed(live.stints):
             if stint.queue == e.queue and stint.end is StintEnd.ANSWERED and stint.talk_seconds is None:
                 stint.talk_seconds = float(e.talk_time)
+                if stint.agent is None and not stint.member_name:     # answered while the link was down
+                    stint.interface, stint.member_name = e.interface, e.member_name
+                    stint.agent = self.directory.agent_of(e.interface, e.member_name)
                 stint.completed_by = "transfer" if stint.transferred else e.reason
                 return
 
@@ -283,32 +296,102 @@ class CallTracker:
 
     # --- link ---------------------------------------------------------------------------------
 
+    def _link_lost(self, e: ev.LinkLost):
+        self.blind_since.setdefault(e.pbx, self.last_seen.get(e.pbx, e.at))
+
     def _resynced(self, e: ev.Resynced):
-        """Channels we track that the PBX no longer has ended while the link was down."""
+        """After a gap in our view. Calls open across it are noted (`spanned_gap`); those the
+        snapshot shows changed, and those resumed from before this run, are `reconciled`
+        (partly seen). Channels the PBX no longer has ended while we were blind: their open
+        stints end `unknown` at the last moment we saw (never at the reconnect; queue_log may
+        tell the truth later). Callers the PBX reports waiting, and calls answered meanwhile,
+        take the PBX's own figures (QueueEntry Wait, CoreShowChannel BridgedDuration)."""
+        lost = self.blind_since.pop(e.pbx, None)
+        carried = self.carried.pop(e.pbx, set())
+        waiting = {w.uniqueid: w for w in e.waiting}
+        alive = {c.uniqueid: c for c in e.channels}
         done = []
         for key, live in list(self.calls.items()):
             if key[0] != e.pbx:
                 continue
+            self.open_across_gap.add(key)        # whether it missed anything: queue_log can tell
+            if key in carried:
+                live.reconciled = True           # it went on while this process was not running
             gone = live.channels - e.live_channels
             if not gone:
+                self._caught_up(live, waiting, alive, e.at, lost)
                 continue
             live.reconciled = True
             for uniqueid in gone:
                 self.channels.pop((e.pbx, uniqueid), None)
             live.channels -= gone
+            until = max(lost or live.last_at or e.at, live.started_at)
             if live.caller_leg in gone or not live.channels:
                 for stint in live.stints:
                     if stint.end is None:
-                        stint.end, stint.left_at = StintEnd.UNKNOWN, stint.left_at or e.at
+                        stint.end, stint.left_at = StintEnd.UNKNOWN, stint.left_at or until
+                    elif stint.end is StintEnd.ANSWERED and stint.talk_seconds is None and stint.answered_at:
+                        stint.talk_seconds = round(max(0.0, (until - stint.answered_at).total_seconds()), 1)
             if not live.channels:
-                done.extend(self._finish(live, live.last_at or e.at))
+                done.extend(self._finish(live, max(live.last_at or until, until)))
+        for w in e.waiting:
+            if (e.pbx, w.uniqueid) not in self.channels:
+                self._waiting_caller(e, w, alive.get(w.uniqueid))
         return done
 
+    def _caught_up(self, live: _Live, waiting: dict, alive: dict, at: datetime, lost: datetime | None) -> None:
+        """A call alive on both sides of the gap: what its caller leg did meanwhile."""
+        leg = live.caller_leg
+        w = waiting.get(leg)
+        if w is not None:
+            stint = live.open_stint(w.queue)
+            if stint is None or stint.end is not None:        # joined while we were blind
+                live.reconciled = True
+                live.stints.append(Stint(w.queue, self.directory.department_of_queue(live.pbx, w.queue),
+                                         at - timedelta(seconds=w.wait)))
+            return
+        channel = alive.get(leg)
+        stint = live.open_stint()
+        if channel is not None and channel.in_bridge and stint is not None and stint.end is None:
+            stint.end = StintEnd.ANSWERED                  # answered while we were blind
+            live.reconciled = True
+            # since BridgedDuration if the PBX says; else the last moment we saw (queue_log corrects it)
+            since = at - timedelta(seconds=channel.bridged) if channel.bridged is not None else (lost or at)
+            stint.answered_at = stint.left_at = max(stint.entered_at, since)
+
+    def _waiting_caller(self, e: ev.Resynced, w: ev.WaitingCaller, channel: ev.LiveChannel | None) -> None:
+        """A caller waiting in a queue that we never saw: tracked from here, its wait the PBX's."""
+        linkedid = channel.linkedid if channel is not None and channel.linkedid else w.uniqueid
+        entered = e.at - timedelta(seconds=w.wait)
+        started = e.at - timedelta(seconds=channel.duration) if channel is not None else entered
+        live = self.calls.get((e.pbx, linkedid))
+        if live is None:
+            live = self.calls[(e.pbx, linkedid)] = _Live(e.pbx, linkedid, min(started, entered), reconciled=True)
+        live.channels.add(w.uniqueid)
+        live.last_at = e.at
+        self.channels[(e.pbx, w.uniqueid)] = linkedid
+        self._claim_caller_leg(live, w.uniqueid)
+        if not live.caller_num and w.caller_num not in UNKNOWN_IDS:
+            live.caller_num = w.caller_num
+        if channel is not None and not live.hotline and self._is_hotline(e.pbx, channel.context):
+            live.hotline = channel.exten
+        live.stints.append(Stint(w.queue, self.directory.department_of_queue(e.pbx, w.queue), entered))
+
     # --- completion ---------------------------------------------------------------------------
+
+    def spanned_gap(self, pbx: str, call_id: str) -> bool:
+        """Was this finished call open while the link was down (asked once per call)?"""
+        return self.spanned.pop((pbx, call_id), False) is None
 
     def _finish(self, live: _Live, at: datetime) -> list[CallRecord]:
         del self.calls[(live.pbx, live.linkedid)]
         leg = live.caller_leg or (live.hotline_channels[-1] if live.hotline_channels else None)
+        if (live.pbx, live.linkedid) in self.open_across_gap:
+            self.open_across_gap.discard((live.pbx, live.linkedid))
+            if leg is not None:
+                self.spanned[(live.pbx, leg)] = None
+                if len(self.spanned) > 10000:               # nobody asks (no queue_log): forget the oldest
+                    del self.spanned[next(iter(self.spanned))]
         if leg is None:
             return []            # not a hotline call (an agent's own call, a callback...)
         department = self.directory.department_of_hotline(live.hotline)
@@ -328,10 +411,15 @@ def _name(name: str) -> str:
 
 
 def _outcome(live: _Live) -> Outcome:
-    if not live.stints:
-        return Outcome.AFTER_HOURS if live.after_hours else Outcome.ABANDONED_IVR
-    last = live.stints[-1]
-    if len(live.stints) > 1 and any(s.end is StintEnd.ANSWERED for s in live.stints[:-1]):
+    return outcome_of(live.stints, live.after_hours)
+
+
+def outcome_of(stints: list[Stint], after_hours: bool) -> Outcome:
+    """A call's overall outcome from its stints (also used when queue_log reconciles a call)."""
+    if not stints:
+        return Outcome.AFTER_HOURS if after_hours else Outcome.ABANDONED_IVR
+    last = stints[-1]
+    if len(stints) > 1 and any(s.end is StintEnd.ANSWERED for s in stints[:-1]):
         return Outcome.TRANSFERRED
     return {
         StintEnd.ANSWERED: Outcome.ANSWERED,

@@ -184,7 +184,10 @@ class CoverageBoard:
                 self.by_agent.setdefault(agent, []).append(s.id)
 
     def evaluate(self, seats: Seats, is_open: Callable[[PostSpec], bool], at: datetime,
-                 agents: Iterable[str] | None = None) -> list[Command]:
+                 agents: Iterable[str] | None = None,
+                 ready: Callable[[PostSpec], bool] | None = None) -> list[Command]:
+        """``ready``: posts it refuses are not judged at all (their PBX's presence is not known
+        yet): no command, no state."""
         if agents is None:
             posts: Iterable[str] = self.specs
         else:
@@ -192,6 +195,8 @@ class CoverageBoard:
         out: list[Command] = []
         for post in posts:
             spec = self.specs[post]
+            if ready is not None and not ready(spec):
+                continue
             after = state_of(spec, seats, is_open(spec))
             out.extend(plan(spec, self.state.get(post), after, seats, at))
             self.state[post] = after

@@ -21,6 +21,10 @@ Definitions (docs/metrics.md, "Coverage"):
 - a **B takeover** is a maximal period inside the windows where B is available and A is not.
 - per agent: login time, available time, unreachable time and pause time by reason, all inside
   the windows (a pause over lunch does not count). A pause without reason is "unspecified".
+- **unobserved**: business time outside the given ``observed`` periods (the service was not
+  running, or its link to the PBX was down: it cannot know). It is neither covered nor a gap;
+  covered, gaps and B takeovers are counted inside the observed periods only, and
+  coverage_pct = covered / (business - unobserved). Without ``observed`` everything is observed.
 
 Times are exact (timedelta); `as_dict` gives minutes rounded to two decimals.
 """
@@ -131,22 +135,24 @@ class Coverage:
     longest_gap: timedelta = ZERO
     takeover_count: int = 0
     takeover_time: timedelta = ZERO
+    unobserved: timedelta = ZERO
 
     @property
     def coverage_pct(self) -> float | None:
-        return coverage_pct(self.business, self.covered)
+        return coverage_pct(self.business - self.unobserved, self.covered)
 
     def __add__(self, other: "Coverage") -> "Coverage":
         return Coverage(self.business + other.business, self.covered + other.covered,
                         self.gap_count + other.gap_count, self.gap_time + other.gap_time,
                         max(self.longest_gap, other.longest_gap), self.takeover_count + other.takeover_count,
-                        self.takeover_time + other.takeover_time)
+                        self.takeover_time + other.takeover_time, self.unobserved + other.unobserved)
 
     def as_dict(self) -> dict:
         return {"business_minutes": minutes(self.business), "covered_minutes": minutes(self.covered),
                 "coverage_pct": self.coverage_pct, "gap_count": self.gap_count,
                 "gap_minutes": minutes(self.gap_time), "longest_gap_minutes": minutes(self.longest_gap),
-                "b_takeovers": self.takeover_count, "b_takeover_minutes": minutes(self.takeover_time)}
+                "b_takeovers": self.takeover_count, "b_takeover_minutes": minutes(self.takeover_time),
+                "unobserved_minutes": minutes(self.unobserved)}
 
 
 @dataclass(frozen=True)
@@ -155,6 +161,7 @@ class PostFigures:
     gaps: tuple[Interval, ...]
     takeovers: tuple[Interval, ...]
     agents: dict[str, AgentFigures]
+    unobserved: tuple[Interval, ...] = ()
 
     def as_dict(self) -> dict:
         return {**self.coverage.as_dict(), "agents": {a: f.as_dict() for a, f in self.agents.items()}}
@@ -234,21 +241,26 @@ def business_windows(windows: Iterable[Interval], until: datetime | None = None)
 
 
 def post_figures(facts: Sequence[SessionFact], a: str, b: str, queue: QueueMatch,
-                 windows: Iterable[Interval], until: datetime | None = None) -> PostFigures:
-    """The coverage of one A/B post over the given business windows (see the module docstring)."""
+                 windows: Iterable[Interval], until: datetime | None = None,
+                 observed: Iterable[Interval] | None = None) -> PostFigures:
+    """The coverage of one A/B post over the given business windows (see the module docstring).
+    ``observed``: when the service could see the post's PBX (None: all the time)."""
     facts = list(facts)
     windows = business_windows(windows, until)
-    a_av = intersect(availability(facts, a, queue), windows)
-    b_av = intersect(availability(facts, b, queue), windows)
+    seen = windows if observed is None else intersect(windows, observed)
+    a_av = intersect(availability(facts, a, queue), seen)
+    b_av = intersect(availability(facts, b, queue), seen)
     covered = union(a_av, b_av)
-    gaps = subtract(windows, covered)
+    gaps = subtract(seen, covered)
     takeovers = subtract(b_av, a_av) if b != a else []
     coverage = Coverage(
         business=total(windows), covered=total(covered), gap_count=len(gaps), gap_time=total(gaps),
         longest_gap=max((e - s for s, e in gaps), default=ZERO),
-        takeover_count=len(takeovers), takeover_time=total(takeovers))
+        takeover_count=len(takeovers), takeover_time=total(takeovers),
+        unobserved=total(windows) - total(seen))
     agents = {agent: agent_figures(facts, agent, queue, windows) for agent in dict.fromkeys((a, b))}
-    return PostFigures(coverage, tuple(gaps), tuple(takeovers), agents)
+    return PostFigures(coverage, tuple(gaps), tuple(takeovers), agents,
+                       tuple(subtract(windows, seen)))
 
 
 def open_sessions(members: Iterable[Member], now: datetime) -> list[AgentSession]:

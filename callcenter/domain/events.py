@@ -197,10 +197,40 @@ class LinkLost(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class WaitingCaller:
+    """A caller waiting in a queue at the resync (QueueStatus QueueEntry): the PBX's own wait."""
+    queue: str
+    uniqueid: str
+    channel: str
+    caller_num: str
+    wait: int                   # seconds in the queue so far
+    position: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LiveChannel:
+    """A channel alive at the resync (CoreShowChannels), with the PBX's own durations."""
+    uniqueid: str
+    linkedid: str
+    channel: str
+    context: str
+    exten: str
+    caller_num: str
+    application: str
+    application_data: str
+    duration: int               # seconds since the channel was created
+    bridged: int | None = None  # seconds in its current bridge (talking), None when not bridged or not told
+    in_bridge: bool = False     # in a bridge (BridgeId), whether or not the PBX tells for how long
+
+
+@dataclass(frozen=True, slots=True)
 class Resynced(Event):
-    """The live picture after (re)login: channels that still exist and queue members."""
+    """The live picture after (re)login: channels that still exist and queue members, and (when
+    the PBX reports them) callers waiting in queues and the channels' durations."""
     live_channels: frozenset[str]
     members: tuple[MemberState, ...] = field(default=())
+    waiting: tuple[WaitingCaller, ...] = field(default=())
+    channels: tuple[LiveChannel, ...] = field(default=())
 
 
 # --- outbound (callbacks) -------------------------------------------------------------------

@@ -4,43 +4,67 @@
 one asynchronous Originate that rings the agent's interface and, once the agent answers, dials
 the caller through the configured outbound context and prefix. The key doubles as the AMI
 ActionID, so the PBX's `OriginateResponse` names the attempt; the AMI client never re-sends an
-Originate, and a second `start` for a pending attempt returns it instead of dialling again.
+Originate, and a `start` while an attempt is pending is refused (409 `callback_pending`, with the
+task): of concurrent starts exactly one dials (the attempt is claimed on the task's row version).
+An attempt whose answer was lost stays pending at most `ring_timeout` plus
+`pipeline.callback_margin_seconds`, then `expire_pending` (every after-commit pass, and at
+start-up) marks it expired so a new callback may start.
 `record` stores attempt results recognised from PBX events (callcenter/domain/callbacks.py) and
 moves the task on: an answered callback closes it; a caller who does not answer counts an
 attempt and schedules the next one within business hours.
 """
 from __future__ import annotations
 
-import json
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from sqlalchemy import insert, select, update
 
-from ..ami.client import ActionFailed, AmiError, NotSent
+from ..ami.client import ActionFailed, AmiError, NotSent, UnsafeAction
 from ..domain.callbacks import KEY_PREFIX, AttemptResult
 from ..domain.tasks import Closure, Reason
+from ..domain.validation import InvalidValue, ami_field, mask_numbers, phone_number
 from ..storage import tables as t
+from ..storage.health import is_unavailable
 from .service import FollowUp, TaskError
 
 log = logging.getLogger(__name__)
 
 
+def _check_dialable(number: str, fields: dict) -> None:
+    """The stored number is dialled only if it is a phone number, and every Originate field must
+    fit on its AMI line (the AMI client checks once more before writing)."""
+    try:
+        phone_number(number)
+    except InvalidValue as exc:
+        raise TaskError(f"the caller's number cannot be dialled: {exc}", 409, "invalid_number") from None
+    for name, value in fields.items():
+        for item in (value if isinstance(value, list) else [value]):
+            problem = ami_field(name, str(item))
+            if problem:
+                raise TaskError(f"callback field {name}: {problem}", 400, "invalid_field")
+
+
 class Callbacks:
     def __init__(self, followup: FollowUp, clients: dict, settings, catch_up=None):
         self.followup = followup
-        self.catch_up = catch_up or followup.process_pending   # tasks of calls committed before
+        self.catch_up = catch_up    # if set, awaited before results are recorded (the after-commit pass
+                                    # records them itself, after the calls committed before them)
         self.store = followup.store
         self.clients = clients                 # pbx id -> AmiClient (the service's)
         self.settings = settings
         self.cfg = settings.followup.callback
         self.interfaces = {a.id: a.interfaces for a in settings.agents}
         self.hotlines = {d.id: d.hotlines for d in settings.departments}
+        self.active = lambda: True             # more than one instance: only the active one dials
         self.agent_department = {}
         for post in settings.posts:
             for agent in (post.a, post.b):
                 self.agent_department.setdefault(agent, post.department)
 
     async def start(self, task_id: int, agent: str, by: str | None = None) -> dict:
+        if not self.active():
+            raise TaskError("this instance is standing by; start the callback on the active one "
+                            "(callcenter/leader.py)", 503, "not_active")
         task = await self.followup.get(task_id)
         if task["status"] != "open":
             raise TaskError(f"task {task_id} is closed", 409)
@@ -49,8 +73,9 @@ class Callbacks:
         if not task["caller_num"]:
             raise TaskError("the caller's number was withheld; no callback possible", 409)
         pending = [c for c in task["callbacks"] if c["result"] == "pending"]
-        if pending:
-            return pending[-1]                 # already dialling: never twice
+        if pending:                            # already dialling: never twice
+            raise TaskError(f"callback {pending[-1]['key']} of task {task_id} is still pending", 409,
+                            "callback_pending", task)
         policy = self.followup.policy
         if task["attempts"] >= policy.max_attempts:
             raise TaskError(f"task {task_id} has had its {policy.max_attempts} callback attempts; close it with "
@@ -65,10 +90,6 @@ class Callbacks:
             raise TaskError(f"PBX {pbx} is not connected", 503)
         key = f"{KEY_PREFIX}{task_id}-{len(task['callbacks']) + 1}"
         now = self.followup.clock.now()
-        async with self.store.begin() as conn:
-            await conn.execute(insert(t.callback_attempts).values(
-                key=key, task_id=task_id, pbx=pbx, agent=agent, number=task["caller_num"],
-                requested_at=now, result="pending", reason_code=""))
         hotline = (self.hotlines.get(task["department"]) or [""])[0]
         fields = {
             "Channel": self.interfaces[agent][0], "Context": self.cfg.context,
@@ -77,11 +98,13 @@ class Callbacks:
             "Timeout": int(self.cfg.ring_timeout * 1000), "Async": "true",
             "Variable": [f"CALLCENTER_TASK={task_id}", f"CALLCENTER_ATTEMPT={key}"],
         }
+        _check_dialable(task["caller_num"], fields)      # again, right before the action: nothing recorded
+        await self._claim_attempt(task_id, key, pbx, agent, task["caller_num"], now)
         try:
             await client.originate(key, fields)
-        except (NotSent, ActionFailed) as exc:
+        except (NotSent, ActionFailed, UnsafeAction) as exc:
             # the PBX never placed it: the attempt failed and a new one may be started
-            log.warning("callback %s: Originate not placed: %s", key, exc)
+            log.warning("callback %s: Originate not placed: %s", key, mask_numbers(str(exc)))
             await self._finish(key, "failed", "", None, now, None)
             raise TaskError(f"the PBX did not place the callback: {exc}", 502, "callback_not_placed") from None
         except AmiError as exc:
@@ -97,11 +120,14 @@ class Callbacks:
         return next(iter(self.clients), "pbx1")
 
     async def record(self, results: list[AttemptResult]) -> None:
-        await self.catch_up()          # a callback may answer a call committed a moment ago
+        if self.catch_up is not None:
+            await self.catch_up()      # a callback may answer a call committed a moment ago
         for r in results:
             try:
                 await self._record(r)
-            except Exception:
+            except Exception as exc:
+                if is_unavailable(exc):
+                    raise              # the database is away: the service holds them for a retry
                 log.exception("cannot record callback attempt %s", r.key)
 
     async def _record(self, r: AttemptResult) -> None:
@@ -133,8 +159,8 @@ class Callbacks:
     async def _finish(self, key, result, reason_code, answered_at, ended_at, talk, failed_leg="agent", uniqueid=""):
         async with self.store.begin() as conn:
             row = (await conn.execute(select(t.callback_attempts).where(t.callback_attempts.c.key == key))).mappings().first()
-            if row is None or row["result"] != "pending":
-                return                                   # already recorded
+            if row is None or row["result"] not in ("pending", "expired"):
+                return                                   # already recorded (a late answer still counts)
             await conn.execute(update(t.callback_attempts).where(t.callback_attempts.c.key == key).values(
                 result=result, reason_code=reason_code, answered_at=answered_at, ended_at=ended_at,
                 talk_seconds=talk, uniqueid=uniqueid or None))
@@ -142,9 +168,8 @@ class Callbacks:
             if task_id is None:
                 return
             detail = {"key": key, "result": result, "failed_leg": failed_leg, "agent": row["agent"], "talk_seconds": talk}
-            await conn.execute(insert(t.task_events).values(task_id=task_id, at=ended_at or answered_at,
-                                                            kind="attempt", pbx=row["pbx"], call_id=uniqueid or None,
-                                                            detail=json.dumps(detail, ensure_ascii=False)))
+            await self.followup._event(conn, task_id, ended_at or answered_at, "attempt", row["pbx"], uniqueid or None,
+                                       detail)
             if result == "answered":
                 await conn.execute(update(t.tasks).where(t.tasks.c.id == task_id).values(attempts=t.tasks.c.attempts + 1))
                 await self.followup._close(conn, task_id, Closure.CALLBACK_COMPLETED, answered_at, "system", "",
@@ -156,6 +181,49 @@ class Callbacks:
                     ended_at, self.followup.policy.retry_spacing_minutes, windows)
                 await conn.execute(update(t.tasks).where(t.tasks.c.id == task_id).values(
                     attempts=t.tasks.c.attempts + 1, next_attempt_at=next_at))
+
+
+    async def _claim_attempt(self, task_id: int, key: str, pbx: str, agent: str, number: str, now: datetime) -> None:
+        """Record the attempt before dialling, serialised on the task's row (its version): of
+        concurrent starts one records its attempt, the others get 409 with the task as it is."""
+        try:
+            async with self.store.begin() as conn:
+                version = await self.followup._bump(conn, task_id, t.tasks.c.status == "open")
+                if version is None:
+                    raise TaskError(f"task {task_id} is closed", 409, "already_closed")
+                a = t.callback_attempts.c
+                busy = (await conn.execute(select(a.key).where(
+                    (a.task_id == task_id) & (a.result == "pending") | (a.key == key)).limit(1))).scalar()
+                if busy is not None:
+                    raise TaskError(f"callback {busy} of task {task_id} was started meanwhile", 409, "callback_pending")
+                await conn.execute(insert(t.callback_attempts).values(
+                    key=key, task_id=task_id, pbx=pbx, agent=agent, number=number,
+                    requested_at=now, result="pending", reason_code=""))
+                await self.followup._event(conn, task_id, now, "callback", pbx, None, {"key": key, "agent": agent},
+                                           version=version)
+        except TaskError as exc:
+            raise await self.followup._conflict(exc, task_id) from None
+
+    async def expire_pending(self) -> int:
+        """Attempts still pending `ring_timeout` + `pipeline.callback_margin_seconds` after they were
+        requested lost their answer (link drop, restart): they become `expired` with an event on
+        the task, so a new callback may start. A late answer from the PBX still records the truth."""
+        now = self.followup.clock.now()
+        cutoff = now - timedelta(seconds=self.cfg.ring_timeout + self.settings.pipeline.callback_margin_seconds)
+        a = t.callback_attempts.c
+        async with self.store.engine.connect() as conn:
+            stale = (await conn.execute(select(a.key).where(a.result == "pending", a.requested_at < cutoff))).scalars().all()
+        for key in stale:
+            async with self.store.begin() as conn:
+                row = (await conn.execute(update(t.callback_attempts).where(a.key == key, a.result == "pending")
+                                          .values(result="expired", ended_at=now)
+                                          .returning(a.task_id, a.pbx, a.agent))).first()
+                if row is not None and row.task_id is not None:
+                    await self.followup._event(conn, row.task_id, now, "attempt", row.pbx, None, {
+                        "key": key, "result": "expired", "failed_leg": "", "agent": row.agent, "talk_seconds": None})
+            log.warning("callback %s: no answer from the PBX within %.0f s; marked expired",
+                        key, self.cfg.ring_timeout + self.settings.pipeline.callback_margin_seconds)
+        return len(stale)
 
 
 def _interface(channel: str, interfaces: dict[str, list[str]]) -> str:

@@ -1,11 +1,15 @@
 """Applies the task rules to committed calls.
 
 The database is the queue: every call is stored with ``followup_done = false`` and this service
-claims each one (UPDATE ... WHERE followup_done = false) in the same transaction that writes its
-task decisions. A crash between the call's commit and its task leaves the call unclaimed, and
-the next ``process_pending`` (at start-up, and after every commit) picks it up. Two instances
-never both claim a call, and a partial unique index keeps one open task per caller and
-department.
+claims calls (UPDATE ... WHERE followup_done = false) in the same transaction that writes their
+task decisions, a batch of calls at a time (callcenter/aftercommit.py runs it, with a one-by-one
+fall-back and poison calls parked). A crash between the call's commit and its task leaves the
+call unclaimed, and the next pass picks it up. Two instances never both claim a call, and a
+partial unique index keeps one open task per caller and department.
+
+Every change to a task bumps its ``version`` and writes one event carrying that version, so a
+task's history is one chain 1, 2, 3...; agents' closes and reassignments are compare-and-set
+on it: of concurrent ones, one wins and the others get 409 with the task as it is.
 """
 from __future__ import annotations
 
@@ -15,12 +19,12 @@ from datetime import datetime
 from typing import Awaitable, Callable
 
 from sqlalchemy import and_, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
 
 from ..domain import tasks as rules
-from ..domain.records import CallRecord
+from ..domain import validation
 from ..storage import tables as t
 from ..storage.store import Store
+from .pipeline import TaskPipeline, _event_row
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +32,11 @@ log = logging.getLogger(__name__)
 class TaskError(Exception):
     """A request about a task that cannot be honoured (maps to HTTP 4xx)."""
 
-    def __init__(self, message: str, status: int = 400, code: str | None = None):
+    def __init__(self, message: str, status: int = 400, code: str | None = None, current: dict | None = None):
         super().__init__(message)
         self.status = status
         self.code = code          # a stable machine-readable reason for API clients
+        self.current = current    # a 409's task or case as it is now
 
 
 async def _no_owner(number: str, department: str, conn=None) -> str | None:
@@ -47,16 +52,18 @@ def policy_from(settings) -> rules.Policy:
         warn_before_minutes=f.warn_before_minutes)
 
 
-class FollowUp:
+class FollowUp(TaskPipeline):
     def __init__(self, store: Store, settings, calendar, clock,
                  available: Callable[[str], bool] = lambda agent: True,
-                 owner_of: Callable[..., Awaitable[str | None]] | None = None):
+                 owner_of: Callable[..., Awaitable[str | None]] | None = None,
+                 owners_of: Callable[..., Awaitable[dict]] | None = None):
         self.store = store
         self.settings = settings
         self.calendar = calendar
         self.clock = clock
         self.available = available
         self.owner_of = owner_of or _no_owner   # the caller's case owner (callcenter/cases)
+        self.owners_of = owners_of              # the same for many callers at once: (conn, numbers) -> {(number, department): owner}
         self.policy = policy_from(settings)
         self.directory = settings.directory()
         posts: dict[str, list[tuple[str, str]]] = {}
@@ -70,73 +77,10 @@ class FollowUp:
 
     # --- calls to tasks -----------------------------------------------------------------------
 
-    async def process_pending(self) -> int:
-        """Apply the rules to every committed call not yet followed up; returns how many."""
-        return await self.store.each_unclaimed("followup_done", self._process)
-
-    async def _process(self, record: CallRecord) -> None:
-        async with self.store.begin() as conn:
-            if not await self.store.claim(conn, record, "followup_done"):
-                return                                  # another instance took it
-            open_tasks = await self._open_tasks(conn, record.caller_num)
-            decisions = rules.plan_for_call(record, open_tasks, self.policy,
-                                            self.directory.department_of_queue, self.settings.service_office)
-            for decision in decisions:
-                await self._apply(conn, record, decision)
-
-    async def _open_tasks(self, conn, number: str) -> dict[tuple[str, str], rules.OpenTask]:
-        rows = (await conn.execute(select(t.tasks.c.id, t.tasks.c.department, t.tasks.c.deadline).where(
-            t.tasks.c.caller_num == number, t.tasks.c.status == "open"))).all()
-        return {(number, r.department): rules.OpenTask(r.id, number, r.department, r.deadline) for r in rows}
-
-    async def _apply(self, conn, record: CallRecord, d: rules.Decision) -> None:
-        now = self.clock.now()
-        if isinstance(d, rules.OpenNew):
-            try:
-                async with conn.begin_nested():
-                    await self._open(conn, d, now)
-            except IntegrityError:                      # opened meanwhile by another instance
-                existing = (await self._open_tasks(conn, d.caller_num)).get((d.caller_num, d.department))
-                if existing is None:
-                    raise
-                await self._attach(conn, existing.id, d.miss)
-        elif isinstance(d, rules.Attach):
-            await self._attach(conn, d.task_id, d.miss)
-        elif isinstance(d, rules.Close):
-            await self._close(conn, d.task_id, d.closure, d.at, "system", "",
-                              {"pbx": d.pbx, "call_id": d.call_id})
-        elif isinstance(d, rules.Skip):
-            await conn.execute(self.store._insert(t.skipped_misses).on_conflict_do_nothing(), [{
-                "pbx": d.miss.pbx, "call_id": d.miss.call_id, "caller_num": record.caller_num,
-                "department": d.department, "at": d.miss.at, "reason": d.miss.reason.value, "why": d.why}])
-
-    async def _open(self, conn, d: rules.OpenNew, now: datetime) -> int:
-        deadline = self.calendar.add_workdays(d.miss.at, self.policy.contact_workdays, self.windows(d.department))
-        owner = await self.owner_of(d.caller_num, d.department, conn)
-        who = rules.assign(d.department, d.caller_num, self.posts, lambda number, department: owner, self.available)
-        queue = d.miss.queue or self.directory.main_queue(d.department, d.miss.pbx)
-        result = await conn.execute(insert(t.tasks).values(
-            caller_num=d.caller_num, department=d.department, pbx=d.miss.pbx, queue=queue, status="open", reason=d.miss.reason.value,
-            created_at=now, first_missed_at=d.miss.at, last_missed_at=d.miss.at, misses=1,
-            short_abandon=d.miss.short, deadline=deadline.at, deadline_provisional=deadline.provisional,
-            assignee=who.agent, assigned_via=who.via, pooled_from_unmapped=d.pooled_from_unmapped,
-            attempts=0, note=""))
-        task_id = result.inserted_primary_key[0]
-        await self._event(conn, task_id, d.miss.at, "miss", d.miss.pbx, d.miss.call_id,
-                          {"reason": d.miss.reason.value, "queue": d.miss.queue, "short": d.miss.short})
-        await self._event(conn, task_id, now, "assigned", None, None, {"agent": who.agent, "via": who.via})
-        self.tasks_opened += 1
-        return task_id
-
-    async def _attach(self, conn, task_id: int, miss: rules.Miss) -> None:
-        await conn.execute(update(t.tasks).where(t.tasks.c.id == task_id).values(
-            misses=t.tasks.c.misses + 1, last_missed_at=func.max(t.tasks.c.last_missed_at, miss.at)
-            if self.store.dialect == "sqlite" else func.greatest(t.tasks.c.last_missed_at, miss.at)))
-        await self._event(conn, task_id, miss.at, "miss", miss.pbx, miss.call_id,
-                          {"reason": miss.reason.value, "queue": miss.queue, "short": miss.short})
-
     async def _close(self, conn, task_id: int, closure: rules.Closure, at: datetime, by: str, note: str,
-                     detail: dict) -> None:
+                     detail: dict, expected: int | None = None) -> bool:
+        """Close an open task (compare-and-set on its version when `expected` is given). A system
+        closure of a task closed meanwhile is a no-op (False); an agent's is a 409."""
         contacted = closure not in (rules.Closure.UNREACHABLE, rules.Closure.WRONG_NUMBER)
         values = {"status": "closed", "closure": closure.value, "closed_at": at, "closed_by": by,
                   "next_attempt_at": None}
@@ -144,20 +88,46 @@ class FollowUp:
             values["note"] = note
         if contacted:
             values["contacted_at"] = func.coalesce(t.tasks.c.contacted_at, at)
-        result = await conn.execute(update(t.tasks).where(t.tasks.c.id == task_id, t.tasks.c.status == "open")
-                                    .values(**values))
-        if result.rowcount != 1:
+        conditions = [t.tasks.c.status == "open"]
+        if expected is not None:
+            conditions.append(t.tasks.c.version == expected)
+        version = await self._bump(conn, task_id, *conditions, **values)
+        if version is None:
             if by == "system":
-                return                      # already closed by someone else: nothing to add
+                return False                    # already closed by someone else: nothing to add
+            current = (await conn.execute(select(t.tasks.c.status, t.tasks.c.version)
+                                          .where(t.tasks.c.id == task_id))).first()
+            if current is not None and current.status == "open":
+                raise TaskError(f"task {task_id} changed meanwhile (version {current.version}, not {expected})",
+                                409, "version_conflict")
             raise TaskError(f"task {task_id} is already closed", 409, "already_closed")
         await self._event(conn, task_id, at, "closed", detail.get("pbx"), detail.get("call_id"),
-                          {"closure": closure.value, "by": by, "note": note})
+                          {"closure": closure.value, "by": by, "note": note}, version=version)
+        return True
 
     @staticmethod
-    async def _event(conn, task_id, at, kind, pbx, call_id, detail: dict) -> None:
-        await conn.execute(insert(t.task_events).values(
-            task_id=task_id, at=at, kind=kind, pbx=pbx, call_id=call_id,
-            detail=json.dumps(detail, ensure_ascii=False)))
+    async def _bump(conn, task_id: int, *conditions, **values) -> int | None:
+        """Apply `values` and the next version to the task if `conditions` hold (the row stays
+        locked on PostgreSQL until commit); returns the new version, None when nothing matched."""
+        result = await conn.execute(update(t.tasks).where(t.tasks.c.id == task_id, *conditions)
+                                    .values(version=t.tasks.c.version + 1, **values).returning(t.tasks.c.version))
+        return result.scalar()
+
+    async def _event(self, conn, task_id, at, kind, pbx, call_id, detail: dict, version: int | None = None) -> int:
+        """One audit event; it takes the task's next version unless `version` (already bumped) is given."""
+        if version is None:
+            version = await self._bump(conn, task_id)
+        await conn.execute(insert(t.task_events), [_event_row(task_id, version, at, kind, pbx, call_id, detail)])
+        return version
+
+    async def _conflict(self, exc: TaskError, task_id: int) -> TaskError:
+        """A 409 carries the task as it is now."""
+        if exc.status == 409 and exc.current is None:
+            try:
+                exc.current = await self.get(task_id)
+            except TaskError:
+                pass
+        return exc
 
     async def request(self, number: str, department: str, reason: rules.Reason, at: datetime, pbx: str,
                       ref: str, queue: str | None = None) -> dict:
@@ -167,6 +137,10 @@ class FollowUp:
             raise TaskError(f"unknown department {department!r}", code="unknown_department")
         if not number:
             raise TaskError("a callback request needs the caller's number", code="missing_number")
+        try:
+            number = validation.phone_number(number)       # defence behind the web models
+        except validation.InvalidValue as exc:
+            raise TaskError(f"caller number: {exc}", code="invalid_number") from None
         miss = rules.Miss(pbx, ref, reason, at, queue)
         async with self.store.begin() as conn:
             task = (await self._open_tasks(conn, number)).get((number, department))
@@ -179,7 +153,9 @@ class FollowUp:
 
     # --- agents' actions ----------------------------------------------------------------------
 
-    async def close(self, task_id: int, closure: str, by: str, note: str = "") -> dict:
+    async def close(self, task_id: int, closure: str, by: str, note: str = "", version: int | None = None) -> dict:
+        """An agent's outcome. Concurrent closes: one wins, the others get 409 with the task as it
+        is now; `version`, when given, must be the task's current version (compare-and-set)."""
         try:
             closure_ = rules.Closure(closure)
         except ValueError:
@@ -188,23 +164,36 @@ class FollowUp:
         if closure_ not in rules.MANUAL_CLOSURES:
             raise TaskError(f"outcome {closure!r} is set by the system, not by an agent", code="system_outcome")
         task = await self.get(task_id)
-        if task["status"] != "open":
-            raise TaskError(f"task {task_id} is already closed", 409, "already_closed")
-        if closure_ is rules.Closure.UNREACHABLE and task["attempts"] < self.policy.max_attempts:
-            raise TaskError(f"unreachable needs {self.policy.max_attempts} callback attempts; "
-                            f"task {task_id} has {task['attempts']}", 409, "too_few_attempts")
-        async with self.store.begin() as conn:
-            await self._close(conn, task_id, closure_, self.clock.now(), by, note, {})
+        try:
+            if task["status"] != "open":
+                raise TaskError(f"task {task_id} is already closed", 409, "already_closed", task)
+            if closure_ is rules.Closure.UNREACHABLE and task["attempts"] < self.policy.max_attempts:
+                raise TaskError(f"unreachable needs {self.policy.max_attempts} callback attempts; "
+                                f"task {task_id} has {task['attempts']}", 409, "too_few_attempts", task)
+            async with self.store.begin() as conn:
+                await self._close(conn, task_id, closure_, self.clock.now(), by, note, {}, expected=version)
+        except TaskError as exc:
+            raise await self._conflict(exc, task_id) from None
         return await self.get(task_id)
 
-    async def assign_to(self, task_id: int, agent: str | None, by: str) -> dict:
+    async def assign_to(self, task_id: int, agent: str | None, by: str, version: int | None = None) -> dict:
+        """Compare-and-set on the task's version: `version` as given, else as read when the
+        request began; concurrent reassignments: one wins, the others get 409 with the task."""
         if agent is not None and agent not in self.directory.agent_names:
             raise TaskError(f"unknown agent {agent!r}", code="unknown_agent")
-        await self.get(task_id)
-        async with self.store.begin() as conn:
-            await conn.execute(update(t.tasks).where(t.tasks.c.id == task_id).values(
-                assignee=agent, assigned_via="manual" if agent else "pool"))
-            await self._event(conn, task_id, self.clock.now(), "assigned", None, None, {"agent": agent, "by": by})
+        task = await self.get(task_id)
+        expected = task["version"] if version is None else version
+        try:
+            async with self.store.begin() as conn:
+                new = await self._bump(conn, task_id, t.tasks.c.version == expected,
+                                       assignee=agent, assigned_via="manual" if agent else "pool")
+                if new is None:
+                    raise TaskError(f"task {task_id} changed meanwhile (expected version {expected})",
+                                    409, "version_conflict")
+                await self._event(conn, task_id, self.clock.now(), "assigned", None, None,
+                                  {"agent": agent, "by": by}, version=new)
+        except TaskError as exc:
+            raise await self._conflict(exc, task_id) from None
         return await self.get(task_id)
 
     async def add_note(self, task_id: int, note: str, by: str) -> dict:
@@ -226,7 +215,7 @@ class FollowUp:
                 t.callback_attempts.c.task_id == task_id).order_by(t.callback_attempts.c.id))).mappings().all()
         task = self._task_dict(row)
         task["history"] = [{"at": e["at"].isoformat(), "kind": e["kind"], "pbx": e["pbx"], "call_id": e["call_id"],
-                            **json.loads(e["detail"] or "{}")} for e in events]
+                            "version": e["version"], **json.loads(e["detail"] or "{}")} for e in events]
         task["callbacks"] = [_attempt_dict(a) for a in attempts]
         return task
 
@@ -276,6 +265,7 @@ class FollowUp:
             "contacted_at": r["contacted_at"].isoformat() if r["contacted_at"] else None,
             "closed_at": r["closed_at"].isoformat() if r["closed_at"] else None,
             "closure": r["closure"], "closed_by": r["closed_by"], "note": r["note"],
+            "version": r["version"],
         }
 
 

@@ -20,6 +20,8 @@ from typing import Protocol, runtime_checkable
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
+from ..domain.validation import mask_number
+
 log = logging.getLogger(__name__)
 
 _TWILIO_HOST = re.compile(r"^https://[A-Za-z0-9.-]*twilio\.com(?=/|$)")
@@ -107,7 +109,7 @@ class TwilioSms:
         if message.status in ("failed", "undelivered"):
             raise SmsRejected(f"twilio message {message.sid} {message.status}: "
                               f"{message.error_code} {message.error_message}")
-        log.info("sms %s to %s: %s", message.sid, recipient, message.status)
+        log.info("sms %s to %s: %s", message.sid, mask_number(recipient), message.status)
 
 
 # --- e-mail through SMTP ----------------------------------------------------------------------

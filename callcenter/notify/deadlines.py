@@ -236,6 +236,7 @@ class Scheduler:
         self.clock = clock
         self.interval = settings.followup.check_interval_seconds
         self.tz = ZoneInfo(settings.timezone)
+        self.active = lambda: True        # more than one instance: only the active one checks
         self.scheduler: AsyncIOScheduler | None = None
         self.checks = 0
         self._running: asyncio.Future | None = None
@@ -267,9 +268,16 @@ class Scheduler:
                 running.cancel()
         self.scheduler = None
 
+    def on_leadership(self, active: bool) -> None:
+        """This instance became active: check at once (the previous one may have died mid-way)."""
+        if active and self.scheduler is not None and not self._stopping:
+            asyncio.get_running_loop().create_task(self.run_check())
+
     async def run_check(self) -> None:
         if self._stopping or (self._running is not None and not self._running.done()):
             return                                                   # stopping, or the last one still runs
+        if not self.active():
+            return                                                   # standing by
         self._running = asyncio.ensure_future(self.watch.check())
         self._running.add_done_callback(self._checked)
         await asyncio.wait({self._running})        # the scheduler's shutdown cancels this wait, not the check

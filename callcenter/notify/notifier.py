@@ -9,6 +9,9 @@ marks them ``expired`` when the caller says they are no longer wanted.
 
 The price of "never twice" is that a process killed between the claim and the send leaves the
 row ``claimed`` and the message unsent; such rows are listed by `stuck` for an operator.
+
+While the database is unavailable, claims and status marks are held in order (`held`,
+callcenter/journal.py) and retried until they land; at shutdown they go to the journal.
 """
 from __future__ import annotations
 
@@ -19,6 +22,8 @@ from typing import Callable
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from ..domain.validation import mask_numbers
+from ..journal import HeldWrites
 from ..storage import tables as t
 
 log = logging.getLogger(__name__)
@@ -35,17 +40,33 @@ class Notifier:
         self.max_attempts = max_attempts
         self.sent = 0
         self.failed = 0
+        self.held = HeldWrites("notifications", self._write_held)
 
     async def notify(self, key: str, channel: str, recipient: str, subject: str, body: str) -> bool:
-        """Send once under ``key``; True if this call delivered it to the channel."""
+        """Send once under ``key``; True if this call delivered it to the channel (False too
+        while the database is unavailable: then it is held and sent once the claim lands)."""
         if channel not in self.channels:
             log.warning("notification %s: channel %r is not configured; not sent", key, channel)
+            return False
+        return bool(await self.held.write({"op": "notify", "key": key, "channel": channel, "recipient": recipient,
+                                           "subject": subject, "body": body, "at": self.clock.now()}))
+
+    async def _write_held(self, item: dict) -> bool:
+        if item["op"] == "mark":
+            async with self.store.begin() as conn:
+                await conn.execute(update(t.notifications).where(N.id == item["id"]).values(**item["values"]))
+            return True
+        return await self._notify(item["key"], item["channel"], item["recipient"], item["subject"], item["body"],
+                                  item["at"])
+
+    async def _notify(self, key: str, channel: str, recipient: str, subject: str, body: str, at) -> bool:
+        if channel not in self.channels:
             return False
         try:
             async with self.store.begin() as conn:
                 result = await conn.execute(insert(t.notifications).values(
                     key=key, channel=channel, recipient=recipient, subject=subject, body=body,
-                    status="claimed", attempts=1, error="", created_at=self.clock.now()))
+                    status="claimed", attempts=1, error="", created_at=at))
                 row_id = result.inserted_primary_key[0]
         except IntegrityError:
             return False                          # another instance, or an earlier run, has it
@@ -108,7 +129,8 @@ class Notifier:
             await self.channels[channel].send(recipient, subject, body)
         except Exception as exc:                  # any channel failure is recorded, never raised
             error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR]
-            log.warning("notification %s via %s to %s failed: %s", key, channel, recipient, error)
+            log.warning("notification %s via %s to %s failed: %s", key, channel, mask_numbers(recipient),
+                        mask_numbers(error))
             await self._mark(row_id, status="failed", error=error)
             self.failed += 1
             return False
@@ -117,5 +139,4 @@ class Notifier:
         return True
 
     async def _mark(self, row_id: int, **values) -> None:
-        async with self.store.begin() as conn:
-            await conn.execute(update(t.notifications).where(N.id == row_id).values(**values))
+        await self.held.write({"op": "mark", "id": row_id, "values": values})

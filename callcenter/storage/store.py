@@ -3,6 +3,10 @@
 Writes are idempotent (the call's PBX and caller-leg Uniqueid are its key; a session's PBX,
 interface, queue, kind and start are its key), so a restart or a second delivery never
 duplicates a record.
+
+Database faults: connections and statements time out (`database:` settings), pooled connections
+are checked before use, and every write transaction reports to `self.health`
+(callcenter/storage/health.py), which /api/health shows.
 """
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event, false, select, update
+from sqlalchemy import event, false, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -23,6 +27,7 @@ from ..domain.metrics import CaseFact, TaskFact
 from ..domain.presence import AgentSession
 from ..domain.records import CallRecord, Outcome, Stint, StintEnd
 from . import tables as t
+from .health import DatabaseHealth
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -40,29 +45,63 @@ def async_url(url: str) -> str:
 
 
 class Store:
-    def __init__(self, url: str = DEFAULT_URL, clock=None):
+    def __init__(self, url: str = DEFAULT_URL, clock=None, options=None):
+        """``options``: the `database:` settings (callcenter/settings.py DatabaseSettings)."""
+        from ..settings import DatabaseSettings
         self.clock = clock or SystemClock()
+        self.options = options = options or DatabaseSettings()
         self.url = async_url(url)
-        self.engine: AsyncEngine = create_async_engine(self.url)
+        self.health = DatabaseHealth(self.clock, options.stall_seconds)
+        kwargs: dict = {"pool_timeout": options.pool_timeout, "pool_pre_ping": True}
+        if self.url.startswith("postgresql+asyncpg"):
+            kwargs["connect_args"] = {"timeout": options.connect_timeout, "command_timeout": options.statement_timeout}
+        # hide_parameters: no log level or error message ever shows SQL parameters (callers' numbers)
+        self.engine: AsyncEngine = create_async_engine(self.url, hide_parameters=True, **kwargs)
         self.dialect = self.engine.dialect.name
         # writes begin through `begin()`: on SQLite they take the write lock at once (see _sqlite_begin)
         self._writer = self.engine.execution_options(immediate=True)
         if self.dialect == "sqlite":
-            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            busy = int(options.busy_timeout * 1000)
+            event.listen(self.engine.sync_engine, "connect", lambda c, r: _sqlite_pragmas(c, r, busy))
             event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
 
     @asynccontextmanager
-    async def begin(self):
+    async def begin(self, report: bool = True):
         """A write transaction (`async with store.begin() as conn`); reads use engine.connect().
         On SQLite, writers of this process take turns on an asyncio lock rather than spinning
-        in SQLite's busy handler (SQLite has one writer at a time anyway)."""
+        in SQLite's busy handler (SQLite has one writer at a time anyway). How it ends is
+        reported to `health` (a write still pending after `stall_seconds` counts as a fault)."""
         if self.dialect != "sqlite":
-            async with self._writer.begin() as conn:
-                yield conn
+            async with self._reported(report):
+                async with self._writer.begin() as conn:
+                    yield conn
             return
         async with _write_lock(self.url):
-            async with self._writer.begin() as conn:
-                yield conn
+            async with self._reported(report):
+                async with self._writer.begin() as conn:
+                    yield conn
+
+    @asynccontextmanager
+    async def _reported(self, report: bool = True):
+        if not report:
+            yield
+            return
+        token = self.health.started()
+        try:
+            yield
+        except BaseException as exc:
+            self.health.finished(token, exc)
+            raise
+        self.health.finished(token)
+
+    async def ping(self) -> bool:
+        """One tiny write transaction (reported like any write): is the database back?"""
+        try:
+            async with self.begin() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception:
+            return False
+        return True
 
     async def migrate(self) -> None:
         def upgrade(connection) -> None:
@@ -70,11 +109,16 @@ class Store:
             cfg.set_main_option("script_location", str(MIGRATIONS))
             cfg.attributes["connection"] = connection
             command.upgrade(cfg, "head")
-        async with self.begin() as conn:
+        async with self.begin(report=False) as conn:   # a long upgrade is not a stalled database
             await conn.run_sync(upgrade)
 
-    async def close(self) -> None:
-        await self.engine.dispose()
+    async def close(self, timeout: float = 2.0) -> None:
+        """Close the pool; a hung server cannot hold the shutdown longer than ``timeout`` (half
+        a second when it is known to be away)."""
+        try:
+            await asyncio.wait_for(self.engine.dispose(), timeout if self.health.ok else min(timeout, 0.5))
+        except Exception as exc:
+            log.warning("database connections not closed cleanly: %s", type(exc).__name__)
 
     def _insert(self, table):
         dialect = postgresql if self.dialect == "postgresql" else sqlite
@@ -270,11 +314,11 @@ def _sqlite_begin(connection) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
+def _sqlite_pragmas(dbapi_connection, _record, busy_ms: int = 5000) -> None:
     dbapi_connection.isolation_level = None        # transactions are begun by _sqlite_begin
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
     cursor.close()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import (Boolean, Column, DateTime, Float, ForeignKeyConstraint, Index, Integer,
+from sqlalchemy import (BigInteger, Boolean, Column, DateTime, Float, ForeignKeyConstraint, Index, Integer,
                         MetaData, String, Table, Text, TypeDecorator, false as sa_false, text)
 
 
@@ -262,4 +262,113 @@ coverage_overrides = Table(
     Column("by", String(64), nullable=False),              # the head who overrode the guard
     Column("reason", Text, nullable=False),
     Column("refusal", Text, nullable=False),               # what the guard said
+)
+
+# --- the after-commit pipeline: poison calls and row versions (migration 0008) ---------------
+# A call whose case or follow-up step raises gets a row here per step; after
+# `pipeline.max_attempts` failures it is parked (its flag is set so the pipeline moves on) and
+# listed by `callcenter calls parked` and /api/health. Cases and tasks carry a version that every
+# change bumps (compare-and-set); each audit event records the version it produced, so a case's
+# or a task's events form one unbroken chain 1, 2, 3... (unique per case or task).
+
+call_failures = Table(
+    "call_failures", metadata,
+    Column("pbx", String(64), primary_key=True),
+    Column("call_id", String(64), primary_key=True),
+    Column("step", String(16), primary_key=True),                 # cases, followup
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("parked", Boolean, nullable=False, default=False),
+    Column("error", Text, nullable=False, default=""),
+    Column("first_failed_at", UTCDateTime, nullable=False),
+    Column("last_failed_at", UTCDateTime, nullable=False),
+    Index("ix_call_failures_parked", "parked"),
+)
+
+cases.append_column(Column("version", Integer, nullable=False, default=0, server_default=text("0")))
+tasks.append_column(Column("version", Integer, nullable=False, default=0, server_default=text("0")))
+case_events.append_column(Column("version", Integer))            # null only on rows older than 0008
+task_events.append_column(Column("version", Integer))
+Index("ux_case_events_version", case_events.c.case_id, case_events.c.version, unique=True)
+Index("ux_task_events_version", task_events.c.task_id, task_events.c.version, unique=True)
+Index("ix_callback_attempts_pending", callback_attempts.c.result, callback_attempts.c.requested_at)
+
+# --- users, API tokens, panel sessions, log-in failures (migration 0005, issue 10) ----------
+# Secrets are never stored: passwords as argon2id hashes, tokens and session ids as SHA-256.
+
+users = Table(
+    "users", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("role", String(16), nullable=False),             # agent, head, office, admin, pbx
+    Column("departments", Text, nullable=False, default=""),   # a head's departments, comma-separated
+    Column("agent", String(64)),                             # the configured agent id (role agent)
+    Column("password_hash", Text),                           # argon2id; null: no panel log-in
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+api_tokens = Table(
+    "api_tokens", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user_id", String(64), nullable=False),
+    Column("prefix", String(16), nullable=False),            # shown in lists, to revoke by
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime),
+    ForeignKeyConstraint(["user_id"], ["users.id"], ondelete="CASCADE"),
+    Index("ix_api_tokens_user", "user_id"),
+)
+
+web_sessions = Table(
+    "web_sessions", metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("user_id", String(64), nullable=False),
+    Column("csrf_hash", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("seen_at", UTCDateTime, nullable=False),
+    Column("ended_at", UTCDateTime),                          # log-out
+    ForeignKeyConstraint(["user_id"], ["users.id"], ondelete="CASCADE"),
+    Index("ix_web_sessions_user", "user_id"),
+)
+
+login_failures = Table(
+    "login_failures", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("user_id", String(64), nullable=False),            # as typed (may not exist)
+    Column("address", String(64), nullable=False),
+    Index("ix_login_failures_user", "user_id", "at"),
+    Index("ix_login_failures_address", "address", "at"),
+)
+
+# --- checkpoints and observation windows (migration 0007, issue 9 items 2 and 9) ------------
+
+checkpoints = Table(
+    "checkpoints", metadata,
+    Column("name", String(32), primary_key=True),             # "calls", "presence"
+    Column("state", Text, nullable=False),                    # JSON (callcenter/domain/tracker_state.py)
+    Column("saved_at", UTCDateTime, nullable=False),
+    Column("instance", String(64), nullable=False),
+)
+
+observation_windows = Table(
+    "observation_windows", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("instance", String(64), nullable=False),           # one id per process run
+    Column("kind", String(16), nullable=False),               # "service" (running) or "link" (AMI up)
+    Column("pbx", String(64), nullable=False, default=""),    # "" for kind "service"
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("seen_at", UTCDateTime, nullable=False),           # last heartbeat while open
+    Column("ended_at", UTCDateTime),                          # null: open (or the process died: see seen_at)
+    Index("ix_observation_windows_started", "started_at"),
+)
+
+# --- queue_log read positions (migration 0006, issue 9 item 1; callcenter/queuelog/) ---------
+
+queue_log_positions = Table(
+    "queue_log_positions", metadata,
+    Column("pbx", String(64), primary_key=True),
+    Column("path", Text, nullable=False),
+    Column("inode", BigInteger, nullable=False),              # the file read (rotation changes it)
+    Column("offset", BigInteger, nullable=False),             # read again from here: nothing unresolved before
+    Column("updated_at", UTCDateTime, nullable=False),
 )

@@ -22,27 +22,40 @@ APP: web.AppKey[App] = web.AppKey("app")
 
 
 async def init_app(app_obj: App) -> web.Application:
-    app = web.Application(middlewares=[json_errors])
+    from ..auth import Authenticator
+    from .security import AUTH, ORIGINS, guard
+    app = web.Application(middlewares=[json_errors, guard], client_max_size=256 * 1024)
     app[APP] = app_obj
+    app[AUTH] = Authenticator(app_obj.store, app_obj.settings.web, app_obj.clock)
+    app[ORIGINS] = frozenset(app_obj.settings.web.allowed_origins)
     setup_routes(app)
     return app
 
 
 def setup_routes(app: web.Application) -> None:
-    from . import cases_api, tasks_api            # they read APP from this module
-    app.router.add_get("/api/health", health)
+    from . import auth_api, cases_api, tasks_api  # they read APP from this module
+    app.router.add_get("/api/health", health)    # anonymous (callcenter/web/security.py): nothing personal
+    auth_api.setup_routes(app)
     tasks_api.setup_routes(app)
     cases_api.setup_routes(app)
     from . import coverage_api; coverage_api.setup_routes(app)   # noqa: E702  /api/coverage/*, agents' pause/logout
 
 
 async def health(request: web.Request) -> web.Response:
+    """Anonymous and free of personal data: states and counts only. ``status`` is ``degraded``
+    while the database is unavailable (``database``: since when, the error in one line, and the
+    backlog of writes held for it: calls, sessions, incidents, notifications, callback results)."""
     app_obj = request.app[APP]
     service = app_obj.service
+    database = app_obj.store.health.snapshot()
     return json_response({
-        "status": "ok",
+        "status": database["status"],
+        "database": database,
         "pbx": {pbx: client.connected.is_set() for pbx, client in sorted(service.clients.items())},
         "open_calls": service.calls.open_calls,
+        "parked_calls": app_obj.after_commit.parked,     # poison calls (callcenter/aftercommit.py)
+        # more than one instance: whether this one sends AMI actions and runs the scheduler
+        "active": app_obj.leadership.active if app_obj.leadership is not None else True,
     })
 
 
@@ -56,15 +69,20 @@ class WebServer:
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
+        from pathlib import Path
+        from ..settings_checks import tls_context
+        tls = self.app_obj.settings.web.tls        # HTTPS when configured (checked at load, loaded again here)
+        context = tls_context(Path(tls.cert), Path(tls.key)) if tls is not None else None
         runner = web.AppRunner(await init_app(self.app_obj))
         await runner.setup()
         try:
-            await web.TCPSite(runner, self.host, self.port).start()
+            await web.TCPSite(runner, self.host, self.port, ssl_context=context).start()
         except BaseException:
             await runner.cleanup()
             raise
         self._runner = runner
-        log.info("HTTP API listening on %s", ", ".join(f"http://{a[0]}:{a[1]}" for a in self.addresses))
+        scheme = "https" if context else "http"
+        log.info("HTTP API listening on %s", ", ".join(f"{scheme}://{a[0]}:{a[1]}" for a in self.addresses))
 
     async def stop(self) -> None:
         runner, self._runner = self._runner, None

@@ -1,38 +1,35 @@
 """/api/cases, dispositions, owner routing and pending wrap-ups (first-ask responsibility).
 
-Each view parses its input, calls one Cases method and answers with what it returns; refusals
-are `ApiError` (parsing, here) or `TaskError` (the cases service), mapped to 4xx answers by the
-`json_errors` middleware. The cases service raises its TaskErrors without a code, so each view
-names them (`refusal_codes`); a code the service sets itself wins.
+Each view parses its input with a request model (callcenter/web/models.py), checks what the
+signed-in identity may do (callcenter/web/scope.py), calls one Cases method and answers with
+what it returns, callers' numbers masked where the identity does not need them. The agent who
+disposes or closes, and the head who reassigns, is the identity. Refusals are `ApiError` or the
+cases service's `TaskError`, mapped to 4xx answers by the `json_errors` middleware; the service
+raises its TaskErrors without a code, so each view names them (`refusal_codes`).
 
 `/api/route` and `/api/route.txt` are what the IVR and the Asterisk dialplan ask before queueing a
-caller: the text form is ``PREFERRED=...&QUEUE=...&CASE=...&OWNER=...&REASON=...&FALLBACK=...``
+caller (role pbx): the text form is ``PREFERRED=...&QUEUE=...&CASE=...&OWNER=...&REASON=...&FALLBACK=...``
 for ``CURL()`` with ``CURLOPT(hashcompat)`` and ``HASH()`` (docs/api.md has the dialplan).
 """
 from __future__ import annotations
 
-import json
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
-from multidict import MultiMapping
 
-from ..domain.cases import CaseStatus, Disposition, Route
+from ..domain import access
+from ..domain.cases import Route
 from ..followup.service import TaskError
+from . import models
 from .app import APP
 from .errors import ApiError, json_response
-from .parsing import check_query, choice, day_and_limit, read_json, text_field
+from .parsing import read_json
+from .scope import agent_departments, forbidden, list_departments, masked, own_agent, require_agent
+from .security import identity
 
-LIST_PARAMETERS = ("status", "department", "owner", "caller", "date", "limit")
-ROUTE_PARAMETERS = ("caller", "hotline", "department", "pbx")
-WRAPUP_PARAMETERS = ("department",)
-DISPOSITION_FIELDS = ("agent", "disposition", "item", "work_order", "directed_to", "note")
-PATCH_FIELDS = ("owner", "reason", "status", "note", "by")
-# a field that only one disposition uses, and that disposition
-DISPOSITION_ONLY = {"work_order": Disposition.ESCALATED_12345, "directed_to": Disposition.OUT_OF_SCOPE}
 FORBIDDEN = {403: "forbidden"}
 
 
@@ -47,39 +44,64 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/api/wrapups/pending", pending_wrapups)
 
 
-# --- views ----------------------------------------------------------------------------------
-
 async def dispose(request: web.Request) -> web.Response:
+    """The signed-in agent's wrap-up of a call they answered."""
     app_obj = request.app[APP]
-    w = parse_disposition(await read_json(request), _agents(app_obj))
-    with refusal_codes(FORBIDDEN):
-        case = await app_obj.cases.dispose(request.match_info["pbx"], request.match_info["call_id"], w.agent,
-                                           w.disposition, item=w.item, work_order=w.work_order,
-                                           directed_to=w.directed_to, note=w.note)
-    return json_response(case)
+    who = identity(request)
+    pbx = models.path("pbx", request.match_info["pbx"])
+    call_id = models.path("call_id", request.match_info["call_id"])
+    w = models.body(models.WrapUp, await read_json(request))
+    agent = require_agent(who, "a wrap-up")
+    with refusal_codes({**FORBIDDEN, 409: "already_closed"}):
+        case = await app_obj.cases.dispose(pbx, call_id, agent, w.disposition, item=w.item or "",
+                                           work_order=w.work_order or "", directed_to=w.directed_to or "",
+                                           note=w.note)
+    return json_response(masked(who, case, case["department"], case["owner"]))
 
 
 async def list_cases(request: web.Request) -> web.Response:
     app_obj = request.app[APP]
-    filters = list_filters(request.query, ZoneInfo(app_obj.settings.timezone))
-    return json_response({"cases": await app_obj.cases.list(**filters)})
+    who = identity(request)
+    q = models.query(models.CaseList, request.query)
+    filters: dict = {"status": q.status, "caller": q.caller, "owner": own_agent(who, q.owner, "cases")}
+    if q.date is not None:
+        filters["since"], filters["until"] = q.bounds(ZoneInfo(app_obj.settings.timezone), q.date)
+    limit = q.limit or 500
+    cases: list[dict] = []
+    for department in list_departments(who, q.department):
+        cases += await app_obj.cases.list(department=department, limit=limit, **filters)
+    cases.sort(key=lambda c: (c["opened_at"], c["id"]))
+    return json_response({"cases": [masked(who, c, c["department"], c["owner"]) for c in cases[:limit]]})
 
 
 async def get_case(request: web.Request) -> web.Response:
-    return json_response(await request.app[APP].cases.get(case_id(request)))
+    who = identity(request)
+    case = await request.app[APP].cases.get(case_id(request))
+    if not access.reads_item(who, case["department"], case["owner"]):
+        raise forbidden(f"case {case['id']} is not yours to see")
+    return json_response(masked(who, case, case["department"], case["owner"]))
 
 
 async def patch_case(request: web.Request) -> web.Response:
+    """Reassign (owner and reason: the department's head) or close a follow-up (status resolved:
+    the owner)."""
     app_obj = request.app[APP]
+    who = identity(request)
     id_ = case_id(request)
-    change = parse_change(await read_json(request), _agents(app_obj))
+    change = models.body(models.CaseChange, await read_json(request))
+    case = await app_obj.cases.get(id_)
     if change.owner is not None:
+        if not access.reassigns(who, case["department"]):
+            raise forbidden(f"only the head of {case['department']} may reassign case {id_}")
+        if change.owner not in {a.id for a in app_obj.settings.agents}:
+            raise ApiError(400, "unknown_agent", f"unknown agent {change.owner!r}", field="owner")
         with refusal_codes(FORBIDDEN):
-            case = await app_obj.cases.reassign(id_, change.owner, change.by, change.reason)
+            case = await app_obj.cases.reassign(id_, change.owner, who.user, change.reason, authorised=True)
     else:
+        agent = require_agent(who, "closing a case")
         with refusal_codes({**FORBIDDEN, 409: "already_closed"}):
-            case = await app_obj.cases.close_follow_up(id_, change.by, change.note)
-    return json_response(case)
+            case = await app_obj.cases.close_follow_up(id_, agent, change.note)
+    return json_response(masked(who, case, case["department"], case["owner"]))
 
 
 async def route_json(request: web.Request) -> web.Response:
@@ -92,28 +114,39 @@ async def route_text(request: web.Request) -> web.Response:
 
 async def agent_pending(request: web.Request) -> web.Response:
     app_obj = request.app[APP]
-    agent = request.match_info["agent"]
-    if agent not in _agents(app_obj):
+    who = identity(request)
+    agent = models.path("agent", request.match_info["agent"])
+    if agent not in {a.id for a in app_obj.settings.agents}:
         raise ApiError(404, "not_found", f"no agent {agent}")
-    return json_response({"wrapups": await app_obj.cases.pending_wrapups(agent)})
+    if not access.reads_agent(who, agent, agent_departments(app_obj.settings, agent)):
+        raise forbidden(f"agent {agent}'s wrap-ups are not yours to see")
+    wrapups = await app_obj.cases.pending_wrapups(agent)
+    return json_response({"wrapups": [masked(who, w, w["department"], w["agent"]) for w in wrapups]})
 
 
 async def pending_wrapups(request: web.Request) -> web.Response:
-    check_query(request.query, WRAPUP_PARAMETERS)
-    wrapups = await request.app[APP].cases.pending_wrapups()
-    if "department" in request.query:
-        wrapups = [w for w in wrapups if w["department"] == request.query["department"]]
-    return json_response({"wrapups": wrapups})
+    who = identity(request)
+    q = models.query(models.DepartmentQuery, request.query)
+    departments = list_departments(who, q.department)
+    agent = own_agent(who, None, "wrap-ups")
+    wrapups = await request.app[APP].cases.pending_wrapups(agent)
+    if departments != [None]:
+        wrapups = [w for w in wrapups if w["department"] in departments]
+    return json_response({"wrapups": [masked(who, w, w["department"], w["agent"]) for w in wrapups]})
 
 
 async def _route(request: web.Request) -> Route:
     app_obj = request.app[APP]
-    args = route_arguments(request.query, {d.id for d in app_obj.settings.departments})
-    return await app_obj.cases.route(**args)
-
-
-def _agents(app_obj) -> set[str]:
-    return {a.id for a in app_obj.settings.agents}
+    who = identity(request)
+    q = models.query(models.RouteQuery, request.query)
+    if q.department is not None and q.department not in {d.id for d in app_obj.settings.departments}:
+        raise ApiError(400, "invalid_parameter", f"department: unknown department {q.department!r}",
+                       parameter="department", field="department")
+    if who.role is access.Role.HEAD:
+        department = q.department or app_obj.cases.directory.department_of_hotline(q.hotline)
+        if department is not None and department not in who.departments:
+            raise forbidden(f"department {department!r} is not one of yours")
+    return await app_obj.cases.route(caller_num=q.caller, hotline=q.hotline, department=q.department, pbx=q.pbx)
 
 
 @contextmanager
@@ -127,8 +160,6 @@ def refusal_codes(codes: dict[int, str]):
         raise
 
 
-# --- the dialplan's answer ------------------------------------------------------------------
-
 def route_line(route: Route) -> str:
     """``PREFERRED=PJSIP/1001&QUEUE=q-market&CASE=12&OWNER=1001&REASON=owner_available&FALLBACK=``:
     fixed order, empty values when none, only the preferred agent's first interface (Dial rings
@@ -141,121 +172,8 @@ def route_line(route: Route) -> str:
     return "&".join(f"{k}={quote(v, safe='/@:;-._~!*()')}" for k, v in values.items())
 
 
-# --- parsing --------------------------------------------------------------------------------
-
 def case_id(request: web.Request) -> int:
     raw = request.match_info["id"]               # digits, by the route
     if len(raw) > 18:                            # beyond a database integer: cannot exist
         raise ApiError(404, "not_found", f"no case {raw}")
     return int(raw)
-
-
-def list_filters(query: MultiMapping[str], tz: ZoneInfo) -> dict:
-    """Query parameters to Cases.list keyword arguments."""
-    check_query(query, LIST_PARAMETERS)
-    filters: dict = {name: query[name] for name in ("department", "owner", "caller") if name in query}
-    if "status" in query:
-        filters["status"] = choice(query, "status", tuple(s.value for s in CaseStatus))
-    filters.update(day_and_limit(query, tz))
-    return filters
-
-
-def route_arguments(query: MultiMapping[str], departments: set[str]) -> dict:
-    """Query parameters to Cases.route keyword arguments. `caller` may be empty or absent (a
-    withheld number: the caller goes to the queue)."""
-    check_query(query, ROUTE_PARAMETERS, may_be_empty=("caller",))
-    given = [name for name in ("hotline", "department") if name in query]
-    if not given:
-        raise ApiError(400, "missing_parameter", "give hotline (the number dialled) or department",
-                       parameters=["hotline", "department"])
-    if len(given) == 2:
-        raise ApiError(400, "conflicting_parameters", "give hotline or department, not both", parameters=given)
-    if "department" in query and query["department"] not in departments:
-        raise ApiError(400, "invalid_parameter", f"department: unknown department {query['department']!r}",
-                       parameter="department")
-    return {"caller_num": query.get("caller", ""), "hotline": query.get("hotline"),
-            "department": query.get("department"), "pbx": query.get("pbx")}
-
-
-@dataclass(frozen=True)
-class WrapUp:
-    """An agent's disposition of one answered call."""
-    agent: str
-    disposition: str
-    item: str = ""
-    work_order: str = ""
-    directed_to: str = ""
-    note: str = ""
-
-
-def parse_disposition(body, agents: set[str]) -> WrapUp:
-    _check_fields(body, DISPOSITION_FIELDS)
-    missing = [name for name in ("agent", "disposition") if body.get(name) is None]
-    if missing:
-        raise ApiError(400, "missing_field", f"{', '.join(missing)}: required", fields=missing)
-    agent, disposition = text_field(body, "agent"), text_field(body, "disposition")
-    if agent not in agents:
-        raise ApiError(400, "unknown_agent", f"unknown agent {agent!r}")
-    if disposition not in {d.value for d in Disposition}:
-        raise ApiError(400, "unknown_disposition", f"unknown disposition {disposition!r}; one of "
-                       + ", ".join(d.value for d in Disposition))
-    given = {name: text_field(body, name) for name in ("item", "work_order", "directed_to")
-            if body.get(name) is not None}
-    for name, only in DISPOSITION_ONLY.items():
-        if name in given and disposition != only:
-            raise ApiError(400, "conflicting_fields", f"{name} goes only with disposition {only.value}",
-                           fields=["disposition", name])
-        if disposition == only and name not in given:
-            raise ApiError(400, "missing_field", f"{name}: required for {only.value}", fields=[name])
-    note = text_field(body, "note", allow_empty=True) if body.get("note") is not None else ""
-    return WrapUp(agent, disposition, note=note, **given)
-
-
-@dataclass(frozen=True)
-class Change:
-    """What a PATCH asks for: reassign (owner, with a reason) or close (status resolved)."""
-    by: str
-    owner: str | None = None
-    reason: str = ""
-    note: str = ""
-
-
-def parse_change(body, agents: set[str]) -> Change:
-    _check_fields(body, PATCH_FIELDS)
-    if body.get("by") is None:
-        raise ApiError(400, "missing_field", "by: required (who makes the change)", fields=["by"])
-    by = text_field(body, "by")
-    if "owner" in body and "status" in body:
-        raise ApiError(400, "conflicting_fields", "owner and status cannot be combined; send them in separate "
-                       "requests", fields=["owner", "status"])
-    if "owner" in body:
-        if "note" in body:
-            raise ApiError(400, "conflicting_fields", "note goes with status; a reassignment takes a reason",
-                           fields=["note", "owner"])
-        owner = text_field(body, "owner")
-        if owner not in agents:
-            raise ApiError(400, "unknown_agent", f"unknown agent {owner!r}")
-        if body.get("reason") is None:
-            raise ApiError(400, "missing_field", "reason: required (why the case changes hands)",
-                           fields=["reason"])
-        return Change(by, owner=owner, reason=text_field(body, "reason"))
-    if "status" in body:
-        if "reason" in body:
-            raise ApiError(400, "conflicting_fields", "reason goes with owner; closing takes a note",
-                           fields=["reason", "status"])
-        if text_field(body, "status") != "resolved":
-            raise ApiError(400, "invalid_field", f"status: only \"resolved\" may be set here, got "
-                           f"{json.dumps(body['status'], ensure_ascii=False)}", field="status")
-        note = text_field(body, "note", allow_empty=True) if body.get("note") is not None else ""
-        return Change(by, note=note)
-    raise ApiError(400, "missing_field", "nothing to do: give owner (with reason) or status",
-                   fields=["owner", "status"])
-
-
-def _check_fields(body, allowed: tuple[str, ...]) -> None:
-    if not isinstance(body, dict):
-        raise ApiError(400, "invalid_body", "the body must be a JSON object")
-    unknown = sorted(set(body) - set(allowed))
-    if unknown:
-        raise ApiError(400, "unknown_fields", f"unknown field(s): {', '.join(unknown)}; "
-                       f"allowed: {', '.join(allowed)}", fields=unknown)

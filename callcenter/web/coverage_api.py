@@ -10,7 +10,8 @@ sessions of that day plus what the running service still holds: sessions not yet
 the ones still open, counted up to now. Business time after now is not counted, so today's
 figures are "so far". Refusals are `ApiError`s, answered by the `json_errors` middleware.
 
-``POST /api/agents/{agent}/pause|unpause|logout`` with ``{"reason"?, "override"?: {"by", "reason"}}``
+``POST /api/agents/{agent}/pause|unpause|logout`` with ``{"reason"?, "override"?: {"reason"}}`` (the
+agent themself, or a head of their department; the head who overrides is the one signed in)
 parses the body and calls `Coverage.request`; its refusals are `TaskError`s with a code
 (``coverage_guard`` 409, ``not_head`` 403, ``reason_required`` / ``unknown_agent`` 400), also
 answered by the middleware; a down AMI link is 503 ``pbx_not_connected`` before anything is done,
@@ -24,22 +25,22 @@ from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
-from multidict import MultiMapping
 from sqlalchemy import select
 
 from reports import coverage
 from ..ami.client import ActionFailed, AmiError
+from ..checkpointer import stale_after
 from ..domain.coverage_figures import open_sessions
+from ..storage.checkpoints import observed
 from ..followup.service import TaskError
 from ..storage import tables as t
+from ..domain import access
+from . import models
 from .app import APP
 from .errors import ApiError, json_response
-from .parsing import check_query, read_json, text_field
-
-PARAMETERS = ("date", "department")
-REQUEST_FIELDS = ("reason", "override")
-OVERRIDE_FIELDS = ("by", "reason")
-MAX_REASON = 100                                  # characters of a pause reason (it goes to the PBX)
+from .parsing import read_json
+from .scope import agent_departments, forbidden, list_departments
+from .security import identity
 
 
 def setup_routes(app: web.Application) -> None:
@@ -54,13 +55,14 @@ def setup_routes(app: web.Application) -> None:
 class Query:
     day: date | None
     department: str | None
+    departments: frozenset[str] | None          # what the identity may see: None for every department
 
 
 async def daily(request: web.Request) -> web.Response:
     app_obj = request.app[APP]
     settings = app_obj.settings
     tz = ZoneInfo(settings.timezone)
-    q = parse_query(request.query, {d.id for d in settings.departments})
+    q = parse_query(request, {d.id for d in settings.departments})
     now = app_obj.clock.now()
     day = q.day or now.astimezone(tz).date()
     start = datetime.combine(day, time(0), tz)
@@ -68,18 +70,26 @@ async def daily(request: web.Request) -> web.Response:
     service = app_obj.service
     sessions += list(getattr(service, "unsaved_sessions", []))
     sessions += open_sessions(list(service.presence.members.values()), now)
-    answer = coverage.daily(day, settings, sessions, now, app_obj.calendar)
-    if q.department:
-        answer["posts"] = [p for p in answer["posts"] if p["department"] == q.department]
-        answer["departments"] = [d for d in answer["departments"] if d["department"] == q.department]
+    seen = await observed(app_obj.store, start, start + timedelta(days=1), now,
+                          stale_after(settings.instance.checkpoint_seconds))
+    answer = coverage.daily(day, settings, sessions, now, app_obj.calendar, seen)
+    if q.departments is not None:
+        answer["posts"] = [p for p in answer["posts"] if p["department"] in q.departments]
+        answer["departments"] = [d for d in answer["departments"] if d["department"] in q.departments]
     return json_response(answer)
 
 
 async def agent_request(request: web.Request) -> web.Response:
-    """An agent's pause, unpause or logout, guarded: 200 with what was sent to the PBX."""
+    """An agent's pause, unpause or logout, guarded: 200 with what was sent to the PBX. The agent
+    themself or a head of one of the agent's departments asks; only such a head overrides."""
     app_obj = request.app[APP]
-    agent, action = request.match_info["agent"], request.match_info["action"]
-    r = parse_request(await read_json(request))
+    who = identity(request)
+    agent, action = models.path("agent", request.match_info["agent"]), request.match_info["action"]
+    r = models.body(models.AgentRequest, await read_json(request))
+    if agent not in {a.id for a in app_obj.settings.agents}:
+        raise ApiError(400, "unknown_agent", f"unknown agent {agent!r}")
+    if not access.acts_for_agent(who, agent, agent_departments(app_obj.settings, agent)):
+        raise forbidden(f"only agent {agent} or a head of their department may {action} them")
     coverage_ = app_obj.coverage
     for post in coverage_.board.by_agent.get(agent, ()):
         # the service would skip a down link's action yet list it as sent: refuse before anything
@@ -87,8 +97,14 @@ async def agent_request(request: web.Request) -> web.Response:
         client = app_obj.service.clients.get(pbx)
         if client is None or not client.connected.is_set():
             raise TaskError(f"PBX {pbx} is not connected; nothing was done", 503, "pbx_not_connected")
+        why = coverage_.ready(pbx)
+        if why is not None:
+            raise TaskError(f"{why}; nothing was done", 503, "not_active" if not coverage_.active() else "not_ready")
     try:
-        done = await app_obj.coverage.request(agent, action, r.reason, r.override_by, r.override_reason)
+        done = await app_obj.coverage.request(
+            agent, action, r.reason.strip(), who.user if r.override else None,
+            (r.override.reason or "").strip() if r.override else "",
+            may_override=lambda department: access.overrides_guard(who, department))
     except ActionFailed as exc:
         raise TaskError(f"the PBX refused the {action}: {exc}", 502, "pbx_refused") from None
     except AmiError as exc:          # link down or no answer: it may or may not have been carried out
@@ -100,32 +116,32 @@ async def agent_request(request: web.Request) -> web.Response:
 async def live(request: web.Request) -> web.Response:
     """The posts now: state and the A and B seats as the PBX last reported them."""
     app_obj = request.app[APP]
-    q = parse_query(request.query, {d.id for d in app_obj.settings.departments}, ("department",))
+    q = parse_query(request, {d.id for d in app_obj.settings.departments}, models.DepartmentQuery)
     posts = app_obj.coverage.live()
-    if q.department:
-        posts = [p for p in posts if p["department"] == q.department]
+    if q.departments is not None:
+        posts = [p for p in posts if p["department"] in q.departments]
     return json_response({"posts": posts, "as_of": app_obj.clock.now().astimezone(timezone.utc).isoformat()})
 
 
 async def incidents(request: web.Request) -> web.Response:
     """Gaps (a post with nobody available in coverage hours) open at any time of the day."""
     app_obj = request.app[APP]
-    q = parse_query(request.query, {d.id for d in app_obj.settings.departments})
+    q = parse_query(request, {d.id for d in app_obj.settings.departments})
     start, end = day_bounds(app_obj, q.day)
     found = await app_obj.coverage.incidents(start, end)
-    if q.department:
-        found = [i for i in found if i["department"] == q.department]
+    if q.departments is not None:
+        found = [i for i in found if i["department"] in q.departments]
     return json_response({"incidents": found})
 
 
 async def overrides(request: web.Request) -> web.Response:
     """The heads' overrides of the guard made during the day, oldest first."""
     app_obj = request.app[APP]
-    q = parse_query(request.query, {d.id for d in app_obj.settings.departments})
+    q = parse_query(request, {d.id for d in app_obj.settings.departments})
     start, end = day_bounds(app_obj, q.day)
     found = await overrides_between(app_obj.store, start, end)
-    if q.department:
-        posts = {p.id for p in app_obj.settings.posts if p.department == q.department}
+    if q.departments is not None:
+        posts = {p.id for p in app_obj.settings.posts if p.department in q.departments}
         found = [o for o in found if o["post"] in posts]
     return json_response({"overrides": found})
 
@@ -147,59 +163,11 @@ async def overrides_between(store, start: datetime, end: datetime) -> list[dict]
              "post": r["post"], "by": r["by"], "reason": r["reason"], "refusal": r["refusal"]} for r in rows]
 
 
-@dataclass(frozen=True)
-class AgentRequest:
-    reason: str = ""
-    override_by: str | None = None
-    override_reason: str = ""
-
-
-def parse_request(body) -> AgentRequest:
-    """``{"reason"?: text, "override"?: {"by": head, "reason": text}}``. An override always needs
-    its reason, whether or not the guard turns out to need it."""
-    if not isinstance(body, dict):
-        raise ApiError(400, "invalid_body", "the body must be a JSON object")
-    _known(body, REQUEST_FIELDS, "")
-    reason = ""
-    if body.get("reason") is not None:
-        reason = text_field(body, "reason", allow_empty=True).strip()
-        if any(ord(ch) < 32 or ord(ch) == 127 for ch in reason) or len(reason) > MAX_REASON:
-            raise ApiError(400, "invalid_field", f"reason: at most {MAX_REASON} characters on one line",
-                           field="reason")
-    override = body.get("override")
-    if override is None:
-        return AgentRequest(reason)
-    if not isinstance(override, dict):
-        raise ApiError(400, "invalid_field", "override: expected an object {\"by\", \"reason\"}", field="override")
-    _known(override, OVERRIDE_FIELDS, "override.")
-    if override.get("by") is None:
-        raise ApiError(400, "missing_field", "override.by: required (the department head)", fields=["override.by"])
-    by = text_field({"override.by": override["by"]}, "override.by")
-    if override.get("reason") is None or (isinstance(override["reason"], str) and not override["reason"].strip()):
-        raise ApiError(400, "reason_required", "an override needs a reason (override.reason)",
-                       field="override.reason")
-    return AgentRequest(reason, by, text_field({"override.reason": override["reason"]}, "override.reason").strip())
-
-
-def _known(body: dict, allowed: tuple[str, ...], prefix: str) -> None:
-    unknown = sorted(set(body) - set(allowed))
-    if unknown:
-        names = [prefix + name for name in unknown]
-        raise ApiError(400, "unknown_fields", f"unknown field(s): {', '.join(names)}; "
-                       f"allowed: {', '.join(prefix + a for a in allowed)}", fields=names)
-
-
-def parse_query(query: MultiMapping[str], departments: set[str],
-                allowed: tuple[str, ...] = PARAMETERS) -> Query:
-    check_query(query, allowed)
-    day = None
-    if "date" in query:
-        try:
-            day = date.fromisoformat(query["date"])
-        except ValueError:
-            raise ApiError(400, "invalid_parameter", f"date: expected YYYY-MM-DD, got {query['date']!r}",
-                           parameter="date") from None
-    department = query.get("department")
+def parse_query(request: web.Request, departments: set[str], model=models.CoverageQuery) -> Query:
+    """``date`` and ``department`` (an unknown one: 404); a head sees only their departments."""
+    q = models.query(model, request.query)
+    department = q.department
     if department is not None and department not in departments:
-        raise ApiError(404, "not_found", f"no department {department!r}", parameter="department")
-    return Query(day, department)
+        raise ApiError(404, "not_found", f"no department {department!r}", parameter="department", field="department")
+    visible = list_departments(identity(request), department)
+    return Query(getattr(q, "date", None), department, None if visible == [None] else frozenset(visible))

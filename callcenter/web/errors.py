@@ -29,12 +29,13 @@ HTTP_ERROR_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allow
 class ApiError(Exception):
     """A request we refuse before reaching the service (validation)."""
 
-    def __init__(self, status: int, code: str, message: str, **details):
+    def __init__(self, status: int, code: str, message: str, _headers: dict | None = None, **details):
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.details = details
+        self.headers = _headers
 
 
 def json_response(data, status: int = 200, headers=None) -> web.Response:
@@ -50,9 +51,16 @@ async def json_errors(request: web.Request, handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except ApiError as exc:
-        return error_response(exc.status, exc.code, exc.message, **exc.details)
+        return error_response(exc.status, exc.code, exc.message, headers=exc.headers, **exc.details)
     except TaskError as exc:
         code = getattr(exc, "code", None) or TASK_ERROR_CODES.get(exc.status, "rejected")
+        current = getattr(exc, "current", None)       # a 409's task or case as it is now
+        from .security import IDENTITY
+        if current and request.get(IDENTITY) is not None:
+            from .scope import masked
+            who = request[IDENTITY]
+            agent = current.get("assignee", current.get("owner"))
+            return error_response(exc.status, code, str(exc), current=masked(who, current, current.get("department"), agent))
         return error_response(exc.status, code, str(exc))
     except web.HTTPException as exc:
         if exc.status < 400:

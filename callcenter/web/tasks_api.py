@@ -1,27 +1,29 @@
-"""/api/tasks: list, read and act on follow-up tasks, and call a task's caller back.
+"""/api/tasks: list, read and act on follow-up tasks, call a task's caller back, and a caller's
+request to be called back.
 
-Each view parses its input, calls one FollowUp (or Callbacks) method and answers with what it
-returns; the `json_errors` middleware maps refusals (`ApiError` from the parsing here, `TaskError`
-from the service) to 4xx answers. The parsing is plain functions, so the rules are readable in one
-place.
+Each view parses its input with a request model (callcenter/web/models.py), checks what the
+signed-in identity may do with the task (callcenter/web/scope.py), calls one FollowUp (or
+Callbacks) method and answers with what it returns, callers' numbers masked where the identity
+does not need them. Who acts is the identity: ``by`` and ``agent`` are not body fields. The
+`json_errors` middleware maps refusals (`ApiError`, the service's `TaskError`) to 4xx answers.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
-from multidict import MultiMapping
 
+from ..domain import access
 from ..domain.tasks import Reason
 from ..followup.service import TaskError
+from . import models
 from .app import APP
 from .errors import ApiError, json_response
-from .parsing import check_query, choice, day_and_limit, read_json, text_field
+from .parsing import read_json
+from .scope import (agent_departments, forbidden, list_departments, masked, office_department, own_agent,
+                    require_agent)
+from .security import identity
 
-LIST_PARAMETERS = ("status", "department", "assignee", "caller", "overdue", "date", "limit")
-PATCH_FIELDS = ("closure", "assignee", "note", "by")
-CALLBACK_FIELDS = ("agent",)
 # Callbacks.start raises these without a code
 CALLBACK_ERROR_CODES = {502: "pbx_refused", 503: "pbx_not_connected"}
 
@@ -34,38 +36,68 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/api/callback-requests", request_callback)
 
 
-# --- views ----------------------------------------------------------------------------------
-
 async def list_tasks(request: web.Request) -> web.Response:
     app_obj = request.app[APP]
-    filters = list_filters(request.query, ZoneInfo(app_obj.settings.timezone))
-    return json_response({"tasks": await app_obj.followup.list(**filters)})
+    who = identity(request)
+    q = models.query(models.TaskList, request.query)
+    filters: dict = {"status": q.status, "caller": q.caller,
+                     "assignee": own_agent(who, q.assignee, "tasks")}
+    if q.overdue is not None:
+        filters["overdue"] = q.overdue == "true"
+    if q.date is not None:
+        filters["since"], filters["until"] = q.bounds(ZoneInfo(app_obj.settings.timezone), q.date)
+    limit = q.limit or 500
+    tasks: list[dict] = []
+    for department in list_departments(who, q.department):
+        tasks += await app_obj.followup.list(department=department, limit=limit, **filters)
+    tasks.sort(key=lambda t: (t["deadline"], t["id"]))
+    return json_response({"tasks": [masked(who, t, t["department"], t["assignee"]) for t in tasks[:limit]]})
 
 
 async def get_task(request: web.Request) -> web.Response:
-    return json_response(await request.app[APP].followup.get(task_id(request)))
+    who = identity(request)
+    task = await request.app[APP].followup.get(task_id(request))
+    if not access.reads_item(who, task["department"], task["assignee"]):
+        raise forbidden(f"task {task['id']} is not yours to see")
+    return json_response(masked(who, task, task["department"], task["assignee"]))
 
 
 async def patch_task(request: web.Request) -> web.Response:
-    followup = request.app[APP].followup
+    """Close (closure, note), reassign (assignee: heads, and the office for its pool) or add a note;
+    the task's own assignee may close it and add notes."""
+    app_obj = request.app[APP]
+    who = identity(request)
+    followup = app_obj.followup
     id_ = task_id(request)
-    change = parse_change(await read_json(request))
-    if change.closure is not None:
-        task = await followup.close(id_, change.closure, change.by, change.note or "")
-    elif change.reassign:
-        task = await followup.assign_to(id_, change.assignee, change.by)
+    change = models.body(models.TaskChange, await read_json(request))
+    task = await followup.get(id_)
+    office = office_department(app_obj.settings)
+    if change.reassign:
+        if not access.manages_department(who, task["department"], office):
+            raise forbidden(f"only a head of {task['department']} reassigns task {id_}")
+        if change.assignee is not None and change.assignee not in {a.id for a in app_obj.settings.agents}:
+            raise ApiError(400, "unknown_agent", f"unknown agent {change.assignee!r}", field="assignee")
+        task = await followup.assign_to(id_, change.assignee, who.user, **_version(change))
+    elif not access.acts_on_item(who, task["department"], task["assignee"], office):
+        raise forbidden(f"task {id_} is not yours")
+    elif change.closure is not None:
+        task = await followup.close(id_, change.closure, who.user, change.note or "", **_version(change))
     else:
-        task = await followup.add_note(id_, change.note, change.by)
-    return json_response(task)
+        task = await followup.add_note(id_, change.note, who.user)
+    return json_response(masked(who, task, task["department"], task["assignee"]))
 
 
 async def start_callback(request: web.Request) -> web.Response:
-    """Rings the agent, then dials the caller: 202 with the attempt (its result comes later from
-    the PBX). While an attempt is pending, the same attempt again and no second call."""
+    """Rings the signed-in agent's phone, then dials the caller: 202 with the attempt (its result
+    comes later from the PBX). While an attempt is pending, the same attempt again and no second call."""
     app_obj = request.app[APP]
+    who = identity(request)
     id_ = task_id(request)
-    agent = parse_callback(await read_json(request), {a.id for a in app_obj.settings.agents})
+    models.body(models.Empty, await read_json(request))
+    agent = require_agent(who, "a callback")
     task = await app_obj.followup.get(id_)
+    if not access.acts_on_item(who, task["department"], task["assignee"], office_department(app_obj.settings)):
+        raise forbidden(f"task {id_} is not yours")
     if task["status"] != "open":
         raise TaskError(f"task {id_} is already closed", 409, "already_closed")
     try:
@@ -73,102 +105,39 @@ async def start_callback(request: web.Request) -> web.Response:
     except TaskError as exc:
         exc.code = exc.code or CALLBACK_ERROR_CODES.get(exc.status)
         raise
-    return json_response(attempt, status=202)
+    return json_response(masked(who, attempt, task["department"], task["assignee"]), status=202)
 
 
 async def request_callback(request: web.Request) -> web.Response:
-    """A caller asked to be called back (the IVR's fallback during a coverage gap, after hours,
-    voicemail): 201 with the caller's task (opened, or the open one it joined)."""
+    """A caller asked to be called back (after hours, during a coverage gap, by voicemail): 201
+    with the caller's task (opened, or the open one it joined). Heads for their departments, the
+    office for any, an agent for the departments of their posts."""
     app_obj = request.app[APP]
-    body = await read_json(request)
-    if not isinstance(body, dict):
-        raise ApiError(400, "invalid_body", "expected a JSON object")
-    unknown = sorted(set(body) - {"caller", "hotline", "department", "pbx", "ref"})
-    if unknown:
-        raise ApiError(400, "unknown_fields", f"unknown field(s): {', '.join(unknown)}", fields=unknown)
-    if "caller" not in body:
-        raise ApiError(400, "missing_field", "caller: required", field="caller")
-    caller = text_field(body, "caller")
+    who = identity(request)
+    r = models.body(models.CallbackRequest, await read_json(request))
     directory = app_obj.followup.directory
-    department = body.get("department") or (directory.department_of_hotline(body["hotline"])
-                                            if isinstance(body.get("hotline"), str) else None)
-    if department is None:
-        raise ApiError(400, "unknown_department", "give a known department, or the hotline number dialled")
-    pbx = body.get("pbx") or next(iter(app_obj.service.clients), "pbx1")
-    ref = body.get("ref") or f"request:{app_obj.clock.now().isoformat()}"
-    task = await app_obj.followup.request(caller, department, Reason.CALLBACK_REQUEST, app_obj.clock.now(),
-                                          str(pbx), str(ref))
-    return json_response(task, status=201)
+    department = r.department or (directory.department_of_hotline(r.hotline) if r.hotline else None)
+    if department is None or department not in {d.id for d in app_obj.settings.departments}:
+        raise ApiError(400, "unknown_department", "give a known department, or the hotline number dialled",
+                       field="department" if r.department else "hotline")
+    mine = who.role is access.Role.AGENT and department in agent_departments(app_obj.settings, who.agent or "")
+    if not (mine or access.reads_department(who, department)):
+        raise forbidden(f"department {department!r} is not one of yours")
+    if r.pbx is not None and r.pbx not in app_obj.service.clients and r.pbx not in {p.id for p in app_obj.settings.pbxes}:
+        raise ApiError(400, "unknown_pbx", f"unknown PBX {r.pbx!r}", field="pbx")
+    pbx = r.pbx or next(iter(app_obj.service.clients), "pbx1")
+    ref = r.ref or f"request:{app_obj.clock.now().isoformat()}"
+    task = await app_obj.followup.request(r.caller, department, Reason.CALLBACK_REQUEST, app_obj.clock.now(),
+                                          pbx, ref)
+    return json_response(masked(who, task, task["department"], task["assignee"]), status=201)
 
 
-# --- parsing --------------------------------------------------------------------------------
+def _version(change: models.TaskChange) -> dict:
+    return {} if change.version is None else {"version": change.version}
+
 
 def task_id(request: web.Request) -> int:
     raw = request.match_info["id"]               # digits, by the route
     if len(raw) > 18:                            # beyond a database integer: cannot exist
         raise ApiError(404, "not_found", f"no task {raw}")
     return int(raw)
-
-
-def list_filters(query: MultiMapping[str], tz: ZoneInfo) -> dict:
-    """Query parameters to FollowUp.list keyword arguments."""
-    check_query(query, LIST_PARAMETERS)
-    filters: dict = {name: query[name] for name in ("department", "assignee", "caller") if name in query}
-    if "status" in query:
-        filters["status"] = choice(query, "status", ("open", "closed"))
-    if "overdue" in query:
-        filters["overdue"] = choice(query, "overdue", ("true", "false")) == "true"
-    filters.update(day_and_limit(query, tz))
-    return filters
-
-
-@dataclass(frozen=True)
-class Change:
-    """What a PATCH asks for: close (closure, optional note), reassign, or add a note."""
-    by: str
-    closure: str | None = None
-    note: str | None = None
-    reassign: bool = False
-    assignee: str | None = None
-
-
-def parse_change(body) -> Change:
-    if not isinstance(body, dict):
-        raise ApiError(400, "invalid_body", "the body must be a JSON object")
-    unknown = sorted(set(body) - set(PATCH_FIELDS))
-    if unknown:
-        raise ApiError(400, "unknown_fields", f"unknown field(s): {', '.join(unknown)}; "
-                       f"allowed: {', '.join(PATCH_FIELDS)}", fields=unknown)
-    if body.get("by") is None:
-        raise ApiError(400, "missing_field", "by: required (who makes the change)", fields=["by"])
-    by = text_field(body, "by")
-    closure = text_field(body, "closure") if "closure" in body else None
-    note = text_field(body, "note", allow_empty=closure is not None) if "note" in body else None
-    if "assignee" in body:
-        if closure is not None or note is not None:
-            raise ApiError(400, "conflicting_fields", "assignee cannot be combined with closure or note; "
-                           "send them in separate requests", fields=sorted({"assignee"} | set(body) - {"by"}))
-        assignee = None if body["assignee"] is None else text_field(body, "assignee")
-        return Change(by, reassign=True, assignee=assignee)
-    if closure is None and note is None:
-        raise ApiError(400, "missing_field", "nothing to do: give closure, assignee or note",
-                       fields=["closure", "assignee", "note"])
-    return Change(by, closure=closure, note=note)
-
-
-def parse_callback(body, agents: set[str]) -> str:
-    """The agent who calls back."""
-    if not isinstance(body, dict):
-        raise ApiError(400, "invalid_body", "the body must be a JSON object")
-    unknown = sorted(set(body) - set(CALLBACK_FIELDS))
-    if unknown:
-        raise ApiError(400, "unknown_fields", f"unknown field(s): {', '.join(unknown)}; "
-                       f"allowed: {', '.join(CALLBACK_FIELDS)}", fields=unknown)
-    if body.get("agent") is None:
-        raise ApiError(400, "missing_field", "agent: required (who calls back)", fields=["agent"])
-    agent = text_field(body, "agent")
-    if agent not in agents:
-        raise ApiError(400, "unknown_agent", f"unknown agent {agent!r}")
-    return agent
-
-

@@ -29,6 +29,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from .domain.records import CallRecord
 from .storage import tables as t
+from .storage.health import is_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,8 @@ class Step(Protocol):
 def transient(exc: BaseException) -> bool:
     """A database that is away (down, locked, timed out): retry later, never blame the call."""
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    if is_unavailable(exc):                         # asyncpg's CannotConnectNow, admin shutdown, ...
         return True
     return isinstance(exc, (OperationalError, InterfaceError, PoolTimeout, OSError, ConnectionError,
                             asyncio.TimeoutError, TimeoutError))

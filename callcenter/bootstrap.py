@@ -28,7 +28,8 @@ from .storage.store import Store
 from .workdays import build_calendar, warn_missing_year
 
 log = logging.getLogger(__name__)
-STOP_BUDGET = 8.0           # seconds App.stop may spend before the after-commit pipeline gives up
+STOP_BUDGET = 8.0           # seconds App.stop may spend in all (SIGTERM: exit within 10 s)
+EXTRA_STOP_MAX = 3.0        # seconds one extra (web, scheduler, coverage, ...) may take to stop
 
 
 @dataclass
@@ -62,21 +63,38 @@ class App:
             await extra.start()
 
     async def stop(self) -> None:
-        """Bounded: SIGTERM exits within 10 s whatever the backlog (what is left waits in the
-        database, or in the journal, for the next start)."""
+        """Bounded: SIGTERM exits within 10 s whatever the backlog or the database's state. Each
+        step gets what is left of STOP_BUDGET (a step that overruns is abandoned with a warning);
+        what is left waits in the database, or in the journal, for the next start. The journal
+        (local file) is always written last."""
         loop = asyncio.get_running_loop()
-        began = loop.time()
+        deadline = loop.time() + STOP_BUDGET
+
+        def left(cap: float = STOP_BUDGET) -> float:
+            down = not self.store.health.ok                 # a dead database: don't wait for it
+            return max(0.0, min(cap, deadline - loop.time(), 1.0 if down else cap))
+
         for extra in reversed(self.extras):
-            await extra.stop()
-        await self.service.stop()
+            await _bounded(extra.stop(), left(EXTRA_STOP_MAX), type(extra).__name__)
+        await _bounded(self.service.stop(), max(left(), 0.5), "service")
         # calls the service flushed while stopping, for pipeline.stop_seconds at most and within
         # STOP_BUDGET of the stop's start; the rest: the next start
-        await self.after_commit.finish(max(0.0, min(self.settings.pipeline.stop_seconds,
-                                                     STOP_BUDGET - (loop.time() - began))))
+        await _bounded(self.after_commit.finish(left(self.settings.pipeline.stop_seconds)),
+                       left(self.settings.pipeline.stop_seconds) + 0.5, "after-commit catch-up")
         if self.backlog is not None:
-            await self.backlog.stop()
+            await _bounded(self.backlog.stop(), 1.0, "backlog")
             await self.backlog.journal()             # writes still held (database down), for the next start
-        await self.store.close()
+        await _bounded(self.store.close(), 1.0, "database pool")
+
+
+async def _bounded(step, seconds: float, name: str) -> None:
+    """Run one shutdown step for `seconds` at most; an overrun or a failure is logged, not raised."""
+    try:
+        await asyncio.wait_for(step, max(seconds, 0.01))
+    except asyncio.TimeoutError:
+        log.warning("shutdown: %s did not finish within %.1f s; left for the next start", name, seconds)
+    except Exception as exc:                          # a failing step never stops the others
+        log.warning("shutdown: %s failed: %s", name, exc)
 
 
 def agent_available(service: Service):

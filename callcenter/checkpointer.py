@@ -20,6 +20,7 @@ from datetime import timedelta
 from .domain import events as ev
 from .domain.tracker_state import calls_from_state, calls_to_state, presence_from_state, presence_to_state
 from .storage import checkpoints as cp
+from .storage.health import describe, is_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +122,11 @@ class Checkpointer:
             self._wake.clear()
             try:
                 await self.save()
-            except Exception:
-                log.exception("checkpoint failed; next try in %.0f s", self.interval)
+            except Exception as exc:
+                if is_unavailable(exc):             # the database is away: health logs it once
+                    log.debug("checkpoint postponed: %s", describe(exc))
+                else:
+                    log.exception("checkpoint failed; next try in %.0f s", self.interval)
 
     async def save(self) -> None:
         async with self._lock:

@@ -33,6 +33,7 @@ from ..ami.server import AmiServer
 from ..bootstrap import build
 from ..clock import SystemClock
 from ..domain.records import CallRecord, Outcome, StintEnd
+from ..domain.validation import mask_number
 from ..service import Service
 from ..settings import Settings
 from .simulator import OpeningHours, PbxSimulator, Timing
@@ -112,7 +113,7 @@ class LiveLines:
         return f"{name}（{role}岗）" if role else name
 
     def format(self, r: CallRecord) -> str:
-        caller = "未显示号码" if r.withheld else r.caller_num
+        caller = "未显示号码" if r.withheld else mask_number(r.caller_num)     # as the lists show them
         if r.caller_name and not r.withheld:
             caller += f" {r.caller_name}"
         started = r.started_at.astimezone(self.tz).strftime("%H:%M:%S")

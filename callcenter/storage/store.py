@@ -109,6 +109,21 @@ class Store:
             cfg.set_main_option("script_location", str(MIGRATIONS))
             cfg.attributes["connection"] = connection
             command.upgrade(cfg, "head")
+        if self.dialect == "sqlite":
+            # SQLite: Alembic's batch mode copies a table and drops the old one; with foreign keys
+            # on, that drop cascades to the children (upgrading 0001 emptied `stints`). Migrate on
+            # an engine of its own with foreign keys off, as Alembic's documentation advises.
+            engine = create_async_engine(self.url, hide_parameters=True)
+            event.listen(engine.sync_engine, "connect",
+                         lambda c, r: _sqlite_pragmas(c, r, foreign_keys=False))
+            event.listen(engine.sync_engine, "begin", _sqlite_begin)
+            try:
+                async with _write_lock(self.url):
+                    async with engine.execution_options(immediate=True).begin() as conn:
+                        await conn.run_sync(upgrade)
+            finally:
+                await engine.dispose()
+            return
         async with self.begin(report=False) as conn:   # a long upgrade is not a stalled database
             await conn.run_sync(upgrade)
 
@@ -314,11 +329,11 @@ def _sqlite_begin(connection) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def _sqlite_pragmas(dbapi_connection, _record, busy_ms: int = 5000) -> None:
+def _sqlite_pragmas(dbapi_connection, _record, busy_ms: int = 5000, foreign_keys: bool = True) -> None:
     dbapi_connection.isolation_level = None        # transactions are begun by _sqlite_begin
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
     cursor.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
     cursor.close()

@@ -28,7 +28,7 @@ from aiohttp import web
 from sqlalchemy import select
 
 from reports import coverage
-from ..ami.client import ActionFailed, AmiError
+from ..ami.client import ActionFailed, AmiError, UnsafeAction
 from ..checkpointer import stale_after
 from ..domain.coverage_figures import open_sessions
 from ..storage.checkpoints import observed
@@ -107,6 +107,8 @@ async def agent_request(request: web.Request) -> web.Response:
             may_override=lambda department: access.overrides_guard(who, department))
     except ActionFailed as exc:
         raise TaskError(f"the PBX refused the {action}: {exc}", 502, "pbx_refused") from None
+    except UnsafeAction as exc:      # a value that would break the AMI framing: nothing was sent
+        raise TaskError(f"the {action} was not sent: {exc}", 400, "unsafe_value") from None
     except AmiError as exc:          # link down or no answer: it may or may not have been carried out
         raise TaskError(f"the PBX link failed during the {action} ({exc or type(exc).__name__}); "
                         "see GET /api/coverage/live for what it did", 503, "pbx_not_connected") from None

@@ -14,6 +14,7 @@ from functools import partial
 from aiohttp import web
 
 from ..followup.service import TaskError
+from ..storage.health import describe, is_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,10 @@ async def json_errors(request: web.Request, handler) -> web.StreamResponse:
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         return error_response(exc.status, HTTP_ERROR_CODES.get(exc.status, f"http_{exc.status}"),
                               exc.reason, headers=headers)
-    except Exception:
+    except Exception as exc:
+        if is_unavailable(exc):                     # the database is away: health says so, no traceback
+            log.warning("%s %s: database unavailable (%s)", request.method, request.path, describe(exc))
+            return error_response(503, "database_unavailable",
+                                  "the database is not answering; try again shortly (GET /api/health)")
         log.exception("%s %s failed", request.method, request.path)
         return error_response(500, "internal_error", "internal error; see the service log")

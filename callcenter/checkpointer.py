@@ -21,6 +21,7 @@ from .domain import events as ev
 from .domain.tracker_state import calls_from_state, calls_to_state, presence_from_state, presence_to_state
 from .storage import checkpoints as cp
 from .storage.health import describe, is_unavailable
+from .aio import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -75,12 +76,7 @@ class Checkpointer:
 
     async def stop(self) -> None:
         """After the service's last flush: the final checkpoint, and every window closed."""
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._task)
         now = self.clock.now()
         for pbx in sorted(self._up):
             self._changes.append(("down", pbx, now))

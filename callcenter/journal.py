@@ -27,6 +27,7 @@ from .domain.coverage import CloseIncident, OpenIncident
 from .domain.presence import AgentSession
 from .domain.records import CallRecord, Outcome, Stint, StintEnd
 from .storage.health import DatabaseHealth, describe, is_unavailable
+from .aio import cancel_and_wait
 
 log = logging.getLogger(__name__)
 DEFAULT_JOURNAL = "callcenter-journal.jsonl"
@@ -281,13 +282,8 @@ class Backlog:
                 log.exception("retrying held writes failed")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def journal(self) -> int:
         """At shutdown, after everyone else stopped: one more try (at most `stop_seconds`, and

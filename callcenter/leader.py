@@ -16,6 +16,8 @@ import logging
 import re
 from typing import Callable
 
+from .aio import cancel_and_wait
+
 log = logging.getLogger(__name__)
 LOCK_KEY = 0x63616C6C63656E74              # "callcent": the advisory lock's key (per database)
 Listener = Callable[[bool], None]
@@ -54,13 +56,8 @@ class Leadership:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="leadership")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         await self._drop()                        # closing the connection releases the lock
 
     async def _run(self) -> None:

@@ -29,6 +29,7 @@ from ..clock import SystemClock
 from ..domain import events as ev
 from .framing import Framer, UnsafeField, encode_action
 from .translate import TRANSLATORS, event_time, member_state
+from ..aio import cancel_and_wait
 
 log = logging.getLogger(__name__)
 Message = dict[str, str]
@@ -179,12 +180,7 @@ class AmiClient:
         self._stopping = True
         if self.protocol and self.protocol.transport:
             self.protocol.transport.close()
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         delay = self.endpoint.reconnect_min

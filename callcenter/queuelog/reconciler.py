@@ -28,6 +28,7 @@ from ..domain.queue_log import QueueLogCalls, QueueLogError, parse_line, reconci
 from ..domain.records import CallRecord
 from ..storage import tables as t
 from .tail import Position, Tail
+from ..aio import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -102,12 +103,7 @@ class QueueLogReconciler:
         """Release what is held (merged with what queue_log says so far) into the service's last
         flush, and keep the position."""
         self._stopped = True
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await cancel_and_wait(self._task)
         async with self._lock:
             try:
                 self._read()

@@ -136,3 +136,30 @@ async def test_concurrent_dispositions_over_http_one_2xx_the_rest_409(settings, 
     assert all(body["current"]["id"] == case["id"] for status, body in answers if status == 409)
     assert [h["kind"] for h in case["history"]].count("disposition") == 1
     _chain(case)
+
+
+async def test_a_stale_version_over_http_is_409_and_the_current_one_wins(settings, sqlite_url):
+    """Compare-and-set from the API: a case change naming an old `version` is refused with the
+    case as it is now; naming the current one goes through."""
+    from aiohttp.test_utils import TestClient, TestServer
+    from callcenter.web.app import init_app
+    from tests.auth_helpers import bearer, grant
+    app, case, _, _ = await _app(settings, sqlite_url)
+    client = TestClient(TestServer(await init_app(app)), headers=bearer(await grant(app, "1005", "agent", agent="1005")))
+    await client.start_server()
+    try:
+        async with client.post("/api/calls/pbx1/a1/disposition", json={"disposition": "follow_up_simple"}) as r:
+            assert r.status == 200, await r.text()
+            disposed = await r.json()
+        stale = disposed["version"] - 1
+        async with client.patch(f"/api/cases/{case['id']}", json={"status": "resolved", "version": stale}) as r:
+            body = await r.json()
+            assert (r.status, body["error"]) == (409, "version_conflict"), body
+            assert body["current"]["version"] == disposed["version"]
+        async with client.patch(f"/api/cases/{case['id']}",
+                                json={"status": "resolved", "version": disposed["version"]}) as r:
+            assert r.status == 200, await r.text()
+            assert (await r.json())["status"] == "resolved"
+    finally:
+        await client.close()
+        await app.store.close()

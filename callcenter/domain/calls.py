@@ -7,49 +7,23 @@ records completed by each event. The tracker reads no clock: every moment comes 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from . import events as ev
+from .call_gap import GapResync
 from .directory import Directory
+from .live_call import UNKNOWN_IDS, _Live
 from .records import CallRecord, Outcome, Stint, StintEnd
 
-UNKNOWN_IDS = ("", "<unknown>")
 DIRECT = "direct"              # the pseudo-queue of calls the dialplan dials straight to an agent
 # Local-channel halves and dialling helpers run no hotline dialplan of their own
 _NOT_CALLER_APPS = frozenset({"AppDial", "AppDial2", "AppQueue"})
 _NO_AGENT_STATUSES = frozenset({"FULL", "JOINEMPTY", "LEAVEEMPTY", "JOINUNAVAIL", "LEAVEUNAVAIL"})
 
 
-@dataclass
-class _Live:
-    pbx: str
-    linkedid: str
-    started_at: datetime
-    channels: set[str] = field(default_factory=set)
-    hotline_channels: list[str] = field(default_factory=list)
-    caller_leg: str | None = None
-    caller_num: str = ""
-    caller_name: str = ""
-    hotline: str = ""
-    ivr_choice: str = ""
-    ivr_queue: str = ""
-    after_hours: bool = False
-    reconciled: bool = False
-    stints: list[Stint] = field(default_factory=list)
-    last_at: datetime | None = None
-    direct: dict[str, Stint] = field(default_factory=dict)        # dest uniqueid -> ringing direct stint
-    direct_answered: list[Stint] = field(default_factory=list)
-
-    def open_stint(self, queue: str | None = None) -> Stint | None:
-        for stint in reversed(self.stints):
-            if queue is None or stint.queue == queue:
-                return stint
-        return None
-
-
-class CallTracker:
-    """Pure state machine: `feed(event)` returns the CallRecords that event completed."""
+class CallTracker(GapResync):
+    """Pure state machine: `feed(event)` returns the CallRecords that event completed.
+    Its handling of gaps in the event stream (LinkLost, Resynced) is `call_gap.GapResync`."""
 
     def __init__(self, directory: Directory, hotline_contexts: dict[str, frozenset[str]]):
         self.directory = directory
@@ -294,94 +268,7 @@ class CallTracker:
             stint.no_answers.append(stint.agent or stint.interface)
         stint.left_at = e.at
 
-    # --- link ---------------------------------------------------------------------------------
-
-    def _link_lost(self, e: ev.LinkLost):
-        self.blind_since.setdefault(e.pbx, self.last_seen.get(e.pbx, e.at))
-
-    def _resynced(self, e: ev.Resynced):
-        """After a gap in our view. Calls open across it are noted (`spanned_gap`); those the
-        snapshot shows changed, and those resumed from before this run, are `reconciled`
-        (partly seen). Channels the PBX no longer has ended while we were blind: their open
-        stints end `unknown` at the last moment we saw (never at the reconnect; queue_log may
-        tell the truth later). Callers the PBX reports waiting, and calls answered meanwhile,
-        take the PBX's own figures (QueueEntry Wait, CoreShowChannel BridgedDuration)."""
-        lost = self.blind_since.pop(e.pbx, None)
-        carried = self.carried.pop(e.pbx, set())
-        waiting = {w.uniqueid: w for w in e.waiting}
-        alive = {c.uniqueid: c for c in e.channels}
-        done = []
-        for key, live in list(self.calls.items()):
-            if key[0] != e.pbx:
-                continue
-            self.open_across_gap.add(key)        # whether it missed anything: queue_log can tell
-            if key in carried:
-                live.reconciled = True           # it went on while this process was not running
-            gone = live.channels - e.live_channels
-            if not gone:
-                self._caught_up(live, waiting, alive, e.at, lost)
-                continue
-            live.reconciled = True
-            for uniqueid in gone:
-                self.channels.pop((e.pbx, uniqueid), None)
-            live.channels -= gone
-            until = max(lost or live.last_at or e.at, live.started_at)
-            if live.caller_leg in gone or not live.channels:
-                for stint in live.stints:
-                    if stint.end is None:
-                        stint.end, stint.left_at = StintEnd.UNKNOWN, stint.left_at or until
-                    elif stint.end is StintEnd.ANSWERED and stint.talk_seconds is None and stint.answered_at:
-                        stint.talk_seconds = round(max(0.0, (until - stint.answered_at).total_seconds()), 1)
-            if not live.channels:
-                done.extend(self._finish(live, max(live.last_at or until, until)))
-        for w in e.waiting:
-            if (e.pbx, w.uniqueid) not in self.channels:
-                self._waiting_caller(e, w, alive.get(w.uniqueid))
-        return done
-
-    def _caught_up(self, live: _Live, waiting: dict, alive: dict, at: datetime, lost: datetime | None) -> None:
-        """A call alive on both sides of the gap: what its caller leg did meanwhile."""
-        leg = live.caller_leg
-        w = waiting.get(leg)
-        if w is not None:
-            stint = live.open_stint(w.queue)
-            if stint is None or stint.end is not None:        # joined while we were blind
-                live.reconciled = True
-                live.stints.append(Stint(w.queue, self.directory.department_of_queue(live.pbx, w.queue),
-                                         at - timedelta(seconds=w.wait)))
-            return
-        channel = alive.get(leg)
-        stint = live.open_stint()
-        if channel is not None and channel.in_bridge and stint is not None and stint.end is None:
-            stint.end = StintEnd.ANSWERED                  # answered while we were blind
-            live.reconciled = True
-            # since BridgedDuration if the PBX says; else the last moment we saw (queue_log corrects it)
-            since = at - timedelta(seconds=channel.bridged) if channel.bridged is not None else (lost or at)
-            stint.answered_at = stint.left_at = max(stint.entered_at, since)
-
-    def _waiting_caller(self, e: ev.Resynced, w: ev.WaitingCaller, channel: ev.LiveChannel | None) -> None:
-        """A caller waiting in a queue that we never saw: tracked from here, its wait the PBX's."""
-        linkedid = channel.linkedid if channel is not None and channel.linkedid else w.uniqueid
-        entered = e.at - timedelta(seconds=w.wait)
-        started = e.at - timedelta(seconds=channel.duration) if channel is not None else entered
-        live = self.calls.get((e.pbx, linkedid))
-        if live is None:
-            live = self.calls[(e.pbx, linkedid)] = _Live(e.pbx, linkedid, min(started, entered), reconciled=True)
-        live.channels.add(w.uniqueid)
-        live.last_at = e.at
-        self.channels[(e.pbx, w.uniqueid)] = linkedid
-        self._claim_caller_leg(live, w.uniqueid)
-        if not live.caller_num and w.caller_num not in UNKNOWN_IDS:
-            live.caller_num = w.caller_num
-        if channel is not None and not live.hotline and self._is_hotline(e.pbx, channel.context):
-            live.hotline = channel.exten
-        live.stints.append(Stint(w.queue, self.directory.department_of_queue(e.pbx, w.queue), entered))
-
     # --- completion ---------------------------------------------------------------------------
-
-    def spanned_gap(self, pbx: str, call_id: str) -> bool:
-        """Was this finished call open while the link was down (asked once per call)?"""
-        return self.spanned.pop((pbx, call_id), False) is None
 
     def _finish(self, live: _Live, at: datetime) -> list[CallRecord]:
         del self.calls[(live.pbx, live.linkedid)]

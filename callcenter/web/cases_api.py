@@ -55,7 +55,7 @@ async def dispose(request: web.Request) -> web.Response:
     with refusal_codes({**FORBIDDEN, 409: "already_closed"}):
         case = await app_obj.cases.dispose(pbx, call_id, agent, w.disposition, item=w.item or "",
                                            work_order=w.work_order or "", directed_to=w.directed_to or "",
-                                           note=w.note)
+                                           note=w.note, **models.version_of(w))
     return json_response(masked(who, case, case["department"], case["owner"]))
 
 
@@ -96,11 +96,12 @@ async def patch_case(request: web.Request) -> web.Response:
         if change.owner not in {a.id for a in app_obj.settings.agents}:
             raise ApiError(400, "unknown_agent", f"unknown agent {change.owner!r}", field="owner")
         with refusal_codes(FORBIDDEN):
-            case = await app_obj.cases.reassign(id_, change.owner, who.user, change.reason, authorised=True)
+            case = await app_obj.cases.reassign(id_, change.owner, who.user, change.reason, authorised=True,
+                                                **models.version_of(change))
     else:
         agent = require_agent(who, "closing a case")
         with refusal_codes({**FORBIDDEN, 409: "already_closed"}):
-            case = await app_obj.cases.close_follow_up(id_, agent, change.note)
+            case = await app_obj.cases.close_follow_up(id_, agent, change.note, **models.version_of(change))
     return json_response(masked(who, case, case["department"], case["owner"]))
 
 

@@ -100,6 +100,12 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def version_of(change) -> dict:
+    """`version=` for a service call when the request names one: the change then applies only to
+    that version of the case or task (else 409 version_conflict)."""
+    return {} if change.version is None else {"version": change.version}
+
+
 # --- query strings ----------------------------------------------------------------------------
 
 class DayQuery(Model):
@@ -205,6 +211,7 @@ class WrapUp(Model):
     work_order: Annotated[str, _rule(validation.single_line, 64)] = None
     directed_to: Line = None
     note: Note = ""
+    version: Version = None                      # changing a disposition: the case's version as last read
 
     @model_validator(mode="after")
     def _pairs(self) -> "WrapUp":
@@ -223,6 +230,7 @@ class CaseChange(Model):
     reason: Reason = None
     status: Annotated[str, _enum(("resolved",))] = None
     note: Note = ""
+    version: Version = None                      # compare-and-set: the case's version as last read
 
     @model_validator(mode="after")
     def _one_thing(self) -> "CaseChange":

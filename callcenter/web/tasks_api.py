@@ -77,11 +77,11 @@ async def patch_task(request: web.Request) -> web.Response:
             raise forbidden(f"only a head of {task['department']} reassigns task {id_}")
         if change.assignee is not None and change.assignee not in {a.id for a in app_obj.settings.agents}:
             raise ApiError(400, "unknown_agent", f"unknown agent {change.assignee!r}", field="assignee")
-        task = await followup.assign_to(id_, change.assignee, who.user, **_version(change))
+        task = await followup.assign_to(id_, change.assignee, who.user, **models.version_of(change))
     elif not access.acts_on_item(who, task["department"], task["assignee"], office):
         raise forbidden(f"task {id_} is not yours")
     elif change.closure is not None:
-        task = await followup.close(id_, change.closure, who.user, change.note or "", **_version(change))
+        task = await followup.close(id_, change.closure, who.user, change.note or "", **models.version_of(change))
     else:
         task = await followup.add_note(id_, change.note, who.user)
     return json_response(masked(who, task, task["department"], task["assignee"]))
@@ -132,8 +132,6 @@ async def request_callback(request: web.Request) -> web.Response:
     return json_response(masked(who, task, task["department"], task["assignee"]), status=201)
 
 
-def _version(change: models.TaskChange) -> dict:
-    return {} if change.version is None else {"version": change.version}
 
 
 def task_id(request: web.Request) -> int:

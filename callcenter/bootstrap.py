@@ -29,7 +29,8 @@ from .workdays import build_calendar, warn_missing_year
 
 log = logging.getLogger(__name__)
 STOP_BUDGET = 8.0           # seconds App.stop may spend in all (SIGTERM: exit within 10 s)
-EXTRA_STOP_MAX = 3.0        # seconds one extra (web, scheduler, coverage, ...) may take to stop
+DOWN_BUDGET = 4.0           # ... of which, with the database away, at most this (it would not answer)
+EXTRA_STOP_MAX = 2.0        # seconds one extra (web, scheduler, coverage, ...) may take to stop
 
 
 @dataclass
@@ -71,8 +72,10 @@ class App:
         deadline = loop.time() + STOP_BUDGET
 
         def left(cap: float = STOP_BUDGET) -> float:
-            down = not self.store.health.ok                 # a dead database: don't wait for it
-            return max(0.0, min(cap, deadline - loop.time(), 1.0 if down else cap))
+            now = loop.time()
+            if not self.store.health.ok:                    # a dead database: don't wait for it
+                cap = min(cap, 1.0, deadline - STOP_BUDGET + DOWN_BUDGET - now)
+            return max(0.0, min(cap, deadline - now))
 
         for extra in reversed(self.extras):
             await _bounded(extra.stop(), left(EXTRA_STOP_MAX), type(extra).__name__)
@@ -161,5 +164,11 @@ def build(settings: Settings, db_url: str, clock=None, live: bool = False, queue
     from .queuelog.reconciler import QueueLogReconciler
     # queue_log, the PBX's own record: partly-seen and unseen calls completed from it (issue 9)
     if (live if queue_log is None else queue_log):
-        app.extras += [QueueLogReconciler(service, store, p, clock) for p in settings.pbxes if p.queue_log]
+        readers = {p.id: QueueLogReconciler(service, store, p, clock) for p in settings.pbxes if p.queue_log}
+        app.extras += list(readers.values())
+        # the CDR: calls that never reached a queue (IVR, after hours), after that PBX's queue_log
+        from zoneinfo import ZoneInfo
+        from .cdr.reader import CdrReconciler
+        app.extras += [CdrReconciler(service, store, p, clock, ZoneInfo(p.cdr_csv_timezone or settings.timezone),
+                                     readers.get(p.id)) for p in settings.pbxes if p.cdr_csv]
     return app

@@ -17,11 +17,11 @@ import logging
 import uuid
 from datetime import timedelta
 
+from .aio import cancel_and_wait
 from .domain import events as ev
 from .domain.tracker_state import calls_from_state, calls_to_state, presence_from_state, presence_to_state
 from .storage import checkpoints as cp
 from .storage.health import describe, is_unavailable
-from .aio import cancel_and_wait
 
 log = logging.getLogger(__name__)
 

@@ -22,12 +22,12 @@ from enum import Enum
 from pathlib import Path
 from typing import Awaitable, Callable
 
+from .aio import cancel_and_wait
 from .domain.callbacks import AttemptResult
 from .domain.coverage import CloseIncident, OpenIncident
 from .domain.presence import AgentSession
 from .domain.records import CallRecord, Outcome, Stint, StintEnd
 from .storage.health import DatabaseHealth, describe, is_unavailable
-from .aio import cancel_and_wait
 
 log = logging.getLogger(__name__)
 DEFAULT_JOURNAL = "callcenter-journal.jsonl"

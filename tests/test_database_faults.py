@@ -352,3 +352,84 @@ async def test_a_record_the_database_rejects_is_set_aside_and_the_others_land(se
     assert entry["kind"] == "call" and decode(entry["record"]) == bad and service.rejected == []
     [line] = [r for r in caplog.records if r.levelname == "ERROR"]
     assert "rejected CallRecord pbx1/rejected-1" in line.getMessage() and not line.exc_info
+
+
+async def test_sigterm_of_serve_with_its_database_frozen_exits_within_10_s(cluster, tmp_path):
+    """`callcenter serve` with DEFAULT database settings, its PostgreSQL frozen (SIGSTOP) mid-stream:
+    SIGTERM exits in under 10 s, what it held is in the journal, and the next start (database
+    thawed) replays it and removes the file."""
+    import signal
+    import subprocess
+    import sys
+
+    import yaml
+    url = await new_database(cluster)
+    journal = tmp_path / "journal.jsonl"
+    server = stamped_server(TRACE, speed=SPEED)
+    port = await server.start()
+    config = tmp_path / "config"
+    config.mkdir()
+    for path in (ROOT / "config").glob("*.yaml"):
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if path.name == "callcenter.yaml":
+            data["pbxes"] = [{**data["pbxes"][0], "port": port, "reconnect_min": 0.05, "reconnect_max": 0.5}]
+            data.setdefault("web", {})["port"] = 0
+            data["database"] = {"journal": str(journal)}           # every other database knob: its default
+        (config / path.name).write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    env = {**os.environ, "CALLCENTER_AMI_SECRET": "test"}
+    log = open(tmp_path / "serve.log", "ab")
+
+    async def serve():
+        return await asyncio.create_subprocess_exec(sys.executable, "-m", "callcenter.cli", "serve", "--db", url,
+                                                    "--config", str(config), env=env, cwd=ROOT,
+                                                    stdout=subprocess.DEVNULL, stderr=log)
+
+    async def stored() -> int:
+        import asyncpg
+        conn = await asyncpg.connect(url, timeout=2)
+        try:
+            return await conn.fetchval("SELECT count(*) FROM calls")
+        finally:
+            await conn.close()
+
+    async def until(predicate, seconds: float, what: str) -> None:
+        deadline = time.monotonic() + seconds
+        while not await predicate():
+            assert time.monotonic() < deadline, f"{what}: not within {seconds} s\n" + \
+                (tmp_path / "serve.log").read_text()[-3000:]
+            await asyncio.sleep(0.1)
+
+    async def calls_at_least(n):
+        try:
+            return await stored() >= n
+        except Exception:
+            return False
+
+    proc = await serve()
+    try:
+        await until(lambda: calls_at_least(3), 30, "the first calls stored")
+        await asyncio.to_thread(cluster.freeze)
+        await asyncio.sleep(2.5)                       # calls end meanwhile: held, not written
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 30)
+        took = time.monotonic() - sent
+    finally:
+        await asyncio.to_thread(cluster.thaw)
+    assert proc.returncode == 0, (tmp_path / "serve.log").read_text()[-3000:]
+    assert took < 10, f"SIGTERM took {took:.1f} s with the database frozen"
+    held = [json.loads(line) for line in journal.read_text().splitlines()][1:]
+    assert any((line.get("kind") or line["holder"]) == "call" for line in held), held[:3]
+    before = await stored()
+
+    proc = await serve()                               # the database is back: the journal first
+    try:
+        async def replayed():
+            return not journal.exists()
+        await until(replayed, 30, "the journal replayed")
+        assert await stored() > before
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 30)
+        await server.close()
+        log.close()

@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable
 
+from ..aio import cancel_and_wait
 from ..clock import SystemClock
 from ..domain import events as ev
 from .framing import Framer, UnsafeField, encode_action
 from .translate import TRANSLATORS, event_time, member_state
-from ..aio import cancel_and_wait
 
 log = logging.getLogger(__name__)
 Message = dict[str, str]

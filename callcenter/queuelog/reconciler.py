@@ -23,12 +23,12 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
+from ..aio import cancel_and_wait
 from ..domain import events as ev
 from ..domain.queue_log import QueueLogCalls, QueueLogError, parse_line, reconcile, record_from
 from ..domain.records import CallRecord
 from ..storage import tables as t
 from .tail import Position, Tail
-from ..aio import cancel_and_wait
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@
   with their wait; CoreShowChannels: channels with their durations) and handed to
   the sink as a ``Resynced`` event, so the domain can reconcile calls that vanished meanwhile. The
   event takes its place in the stream where the snapshot was taken: events received before the
-  CoreShowChannels list ended come before it, later ones after it.
+  CoreShowChannels list ended come before it, later ones after it (callcenter/ami/resync.py).
 """
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ from ..aio import cancel_and_wait
 from ..clock import SystemClock
 from ..domain import events as ev
 from .framing import Framer, UnsafeField, encode_action
-from .translate import TRANSLATORS, event_time, member_state
+from .resync import resync
+from .translate import TRANSLATORS, event_time
 
 log = logging.getLogger(__name__)
 Message = dict[str, str]
@@ -127,34 +128,6 @@ class _Protocol(asyncio.Protocol):
             self.lost.set_result(exc)
 
 
-def _duration(value: str | None) -> int | None:
-    """Asterisk's durations: "HH:MM:SS" (CoreShowChannel Duration) or plain seconds."""
-    if not value:
-        return None
-    try:
-        seconds = 0
-        for part in value.strip().split(":"):
-            seconds = seconds * 60 + int(part)
-        return seconds
-    except ValueError:
-        return None
-
-
-def _waiting(m: Message) -> ev.WaitingCaller:
-    return ev.WaitingCaller(m.get("Queue", ""), m.get("Uniqueid", ""), m.get("Channel", ""),
-                            m.get("CallerIDNum", ""), _duration(m.get("Wait")) or 0,
-                            _duration(m.get("Position")) or 0)
-
-
-def _live_channel(m: Message) -> ev.LiveChannel:
-    in_bridge = bool(m.get("BridgeId"))        # the lab's Asterisk gives BridgeId, no BridgedDuration
-    bridged = _duration(m.get("BridgedDuration")) if in_bridge else None
-    return ev.LiveChannel(m.get("Uniqueid", ""), m.get("Linkedid", ""), m.get("Channel", ""),
-                          m.get("Context", ""), m.get("Extension") or m.get("Exten", ""),
-                          m.get("CallerIDNum", ""), m.get("Application", ""), m.get("ApplicationData", ""),
-                          _duration(m.get("Duration")) or 0, bridged, in_bridge)
-
-
 class AmiClient:
     def __init__(self, endpoint: Endpoint, sink: Sink, clock=None):
         self.endpoint = endpoint
@@ -246,26 +219,8 @@ class AmiClient:
                 return
 
     async def _resync(self) -> None:
-        """Read back live queue members and channels; hand them to the sink as one event, placed
-        in the stream where the channel snapshot ended (both actions are sent at once, so the
-        two snapshots are as close together as the PBX makes them)."""
-        pbx = self.endpoint.id
-        snapshot: dict[str, tuple] = {}
-
-        def members_listed(items: list[Message], at: datetime) -> None:
-            snapshot["members"] = tuple(member_state(ev.MemberAdded, pbx, at, m) for m in items
-                                        if m.get("Event") == "QueueMember")
-            snapshot["waiting"] = tuple(_waiting(m) for m in items if m.get("Event") == "QueueEntry")
-
-        def channels_listed(items: list[Message], at: datetime) -> ev.Resynced | None:
-            if "members" not in snapshot:        # QueueStatus failed: the session ends, no resync
-                return None
-            channels = tuple(_live_channel(m) for m in items if m.get("Event") == "CoreShowChannel")
-            live = frozenset(c.uniqueid for c in channels)
-            return ev.Resynced(pbx, at, live, snapshot["members"], snapshot["waiting"], channels)
-
-        await asyncio.gather(self.action({"Action": "QueueStatus"}, on_complete=members_listed),
-                             self.action({"Action": "CoreShowChannels"}, on_complete=channels_listed))
+        """Read back the live state after a login (callcenter/ami/resync.py)."""
+        await resync(self)
 
     # --- actions ------------------------------------------------------------------------------
 

@@ -1,0 +1,205 @@
+"""The implementations of the `callcenter` subcommands (serve, replay, demo, the calls/tasks/cases
+lists, the daily report, import-queue-log) and the parsing of their --date and --at values;
+callcenter/cli.py holds the parser and the entry point and dispatches here (users and tokens:
+callcenter/auth/commands.py)."""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from .settings import ConfigError, Settings
+from .storage.store import Store
+
+log = logging.getLogger("callcenter")
+FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2099, 12, 31)     # dates outside are refused
+
+
+class UsageError(Exception):
+    """Bad command-line input: one line naming the option, exit code 2 like argparse's own."""
+
+
+def _masked(items: list[dict], args) -> list[dict]:
+    from reports.text import mask_personal
+    return items if getattr(args, "full_numbers", False) else mask_personal(items)
+
+
+def _day(value: str | None, tz: ZoneInfo) -> date:
+    if not value:
+        return datetime.now(tz).date()
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        raise UsageError(f"--date: expected YYYY-MM-DD, got {value[:40]!r}") from None
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise UsageError(f"--date: {day} is outside {FIRST_DAY}..{LAST_DAY}")
+    return day
+
+
+def _at(value: str | None, tz: ZoneInfo) -> datetime:
+    if not value:
+        return datetime.now(tz)
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise UsageError(f"--at: expected an ISO time, got {value[:40]!r}") from None
+    if not FIRST_DAY <= moment.date() <= LAST_DAY:
+        raise UsageError(f"--at: {moment.date()} is outside {FIRST_DAY}..{LAST_DAY}")
+    return moment if moment.tzinfo else moment.replace(tzinfo=tz)
+
+
+async def cmd_calls_parked(settings: Settings, args) -> str:
+    """Poison calls (callcenter/aftercommit.py): which step, how often it failed, the last error."""
+    from .aftercommit import parked_calls
+    store = Store(args.db)
+    try:
+        await store.migrate()
+        rows = await parked_calls(store)
+    finally:
+        await store.close()
+    if args.format == "json":
+        return json.dumps([{**r, "first_failed_at": r["first_failed_at"].isoformat(),
+                            "last_failed_at": r["last_failed_at"].isoformat()} for r in rows], ensure_ascii=False, indent=2)
+    if not rows:
+        return "没有搁置的来电。"
+    tz = ZoneInfo(settings.timezone)
+    lines = [f"搁置的来电：{len(rows)} 通（处理步骤多次失败；其余来电照常处理）",
+             f"{'PBX':<8} {'来电 ID':<24} {'步骤':<9} {'失败次数':>8}  {'最后失败时间':<19}  错误"]
+    for r in rows:
+        lines.append(f"{r['pbx']:<8} {r['call_id']:<24} {r['step']:<9} {r['attempts']:>8}  "
+                     f"{r['last_failed_at'].astimezone(tz):%Y-%m-%d %H:%M:%S}  {r['error']}")
+    return "\n".join(lines)
+
+
+async def cmd_calls_list(settings: Settings, args) -> str:
+    from reports.calls import call_to_dict, render_table
+    from reports.daily import day_bounds
+    tz = ZoneInfo(settings.timezone)
+    bounds = day_bounds(_day(args.date, tz), tz)          # bad input refused before the database opens
+    store = Store(args.db)
+    try:
+        await store.migrate()
+        records = await store.calls_between(*bounds)
+    finally:
+        await store.close()
+    directory = settings.directory()
+    calls = _masked([call_to_dict(r, tz, directory) for r in records], args)
+    return json.dumps(calls, ensure_ascii=False, indent=2) if args.format == "json" else render_table(calls)
+
+
+async def cmd_tasks_list(settings: Settings, args) -> str:
+    from reports import tasks as task_report
+    from reports.daily import day_bounds
+    from .bootstrap import build
+    tz = ZoneInfo(settings.timezone)
+    since, until = day_bounds(_day(args.date, tz), tz) if args.date else (None, None)
+    app = build(settings, args.db)                  # not started: only its store and follow-up are used
+    try:
+        await app.store.migrate()
+        tasks = await app.followup.list(status=args.status, department=args.department, assignee=args.assignee,
+                                        since=since, until=until)
+        tasks = _masked(tasks, args)
+    finally:
+        await app.store.close()
+    return task_report.render_json(tasks) if args.format == "json" else task_report.render_table(tasks, tz)
+
+
+async def cmd_cases_list(settings: Settings, args) -> str:
+    from reports import cases as case_report
+    from reports.daily import day_bounds
+    from .bootstrap import build
+    tz = ZoneInfo(settings.timezone)
+    since, until = day_bounds(_day(args.date, tz), tz) if args.date else (None, None)
+    app = build(settings, args.db)                  # not started: only its store and cases are used
+    try:
+        await app.store.migrate()
+        cases = await app.cases.list(status=args.status, department=args.department, owner=args.owner,
+                                     caller=args.caller, since=since, until=until)
+        cases = _masked(cases, args)
+    finally:
+        await app.store.close()
+    return case_report.render_json(cases) if args.format == "json" else case_report.render_table(cases, tz)
+
+
+async def cmd_report_daily(settings: Settings, args) -> str:
+    from reports import daily
+    from .checkpointer import stale_after
+    from .storage.checkpoints import coverage_facts
+    tz = ZoneInfo(settings.timezone)
+    day = _day(args.date, tz)
+    store = Store(args.db)
+    try:
+        await store.migrate()
+        bounds = daily.day_bounds(day, tz)
+        records = await store.calls_between(*bounds)
+        tasks = await store.task_facts(*bounds)
+        cases = await store.case_facts(*bounds)
+        now = store.clock.now()
+        wrapups = await store.pending_wrapups(min(now, bounds[1]) - timedelta(minutes=settings.cases.wrapup_minutes))
+        # closed sessions, the ones the service's last checkpoint holds open, and what it observed
+        sessions, observed = await coverage_facts(store, *bounds, now, stale_after(settings.instance.checkpoint_seconds))
+    finally:
+        await store.close()
+    from reports import coverage
+    posts = coverage.posts(day, settings, sessions, now, observed=observed)
+    report = daily.build(day, records, settings, tasks, now, cases, wrapups, posts=posts)
+    return json.dumps(report, ensure_ascii=False, indent=2) if args.format == "json" else daily.render_table(report)
+
+
+async def cmd_serve(settings: Settings, args) -> None:
+    from .bootstrap import build
+    if not settings.pbxes:
+        raise ConfigError(f"{args.config}: pbxes: no PBX configured; `serve` needs at least one")
+    from .notify.deadlines import DeadlineWatch, Scheduler
+    from .web.app import WebServer
+    app = build(settings, args.db, live=True)
+    scheduler = Scheduler(DeadlineWatch(app.store, settings, app.notifier, app.clock), app.calendar, settings,
+                          app.clock)                        # serve only: replays never send SMS
+    scheduler.active = app.leadership                       # only the active instance runs it
+    app.leadership.on_change(scheduler.on_leadership)
+    app.extras.append(scheduler)
+    app.extras.append(WebServer(app))
+    for endpoint in settings.pbxes:
+        if not endpoint.secret.get_secret_value():
+            raise ConfigError(f"{args.config}: pbxes[{endpoint.id}].secret: empty")
+        app.service.add_pbx(endpoint)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await app.start()
+    log.info("serving %d PBX(es); Ctrl-C to stop", len(settings.pbxes))
+    try:
+        await stop.wait()
+    finally:
+        await app.stop()
+
+
+async def cmd_replay(settings: Settings, args) -> str:
+    from .replay import replay
+    tz = ZoneInfo(settings.timezone)
+    summary = await replay(settings, args.db, args.files, _at(args.at, tz), args.speed, args.pbx)
+    return (f"replayed {summary.files} file(s): {summary.events} events, {summary.calls} calls stored, "
+            f"{summary.open_calls} still open, {summary.seconds:.2f} s")
+
+
+async def cmd_demo(settings: Settings, args) -> str:
+    from .demo.run import run_demo
+    at = _at(args.at, ZoneInfo(settings.timezone)) if args.at else None
+    return await run_demo(settings, args.db, args.seconds, args.rate, args.seed, at)
+
+
+async def cmd_import_queue_log(settings: Settings, args) -> str:
+    from .bootstrap import build
+    from .queuelog.backfill import import_queue_log
+    pbx = args.pbx or (settings.pbxes[0].id if settings.pbxes else "pbx1")
+    app = build(settings, args.db)                  # not started: its store, directory and after-commit steps
+    try:
+        s = await import_queue_log(app, args.file, pbx)
+    finally:
+        await app.store.close()
+    return (f"{args.file}: {s.lines} lines, {s.calls} finished calls, {s.stored} stored as new"
+            f" ({s.calls - s.stored} already stored), {s.unfinished} unfinished left, {s.bad_lines} bad lines")

@@ -66,6 +66,28 @@ class PbxEndpoint(Strict):
     queue_log: str | None = None                    # path of Asterisk's queue_log file on this host
     queue_log_poll: float = Field(1, gt=0)          # seconds between reads of the file
     queue_log_settle: float = Field(5, gt=0)        # seconds a finished call may take to arrive over AMI
+    # Asterisk's CDR (cdr_csv Master.csv): calls that never reached a queue (IVR, after hours)
+    cdr_csv: str | None = None                      # path of Master.csv on this host; needs queue_log
+    cdr_csv_timezone: str | None = None             # zone of its local times (usegmtime: UTC); default: timezone
+    cdr_csv_poll: float = Field(1, gt=0)            # seconds between reads of the file
+    cdr_csv_settle: float = Field(8, gt=0)          # seconds before a row the service did not see is stored
+
+    @field_validator("cdr_csv_timezone")
+    @classmethod
+    def _cdr_tz(cls, value: str | None) -> str | None:
+        from zoneinfo import ZoneInfo
+        try:
+            value is None or ZoneInfo(value)
+        except Exception as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _cdr_needs_queue_log(self) -> "PbxEndpoint":
+        # a queue that timed out ends its CDR like an after-hours call; only queue_log tells them apart
+        if self.cdr_csv and not self.queue_log:
+            raise ValueError("cdr_csv needs queue_log on the same PBX (calls that reached a queue are queue_log's)")
+        return self
 
 
 class QueueRef(Strict):

@@ -50,7 +50,7 @@ class Tail:
             self._offset = st.st_size
         else:
             if pos is not None:
-                log.warning("queue_log %s: not the file last read (inode %s, offset %s); reading it from "
+                log.warning("%s: not the file last read (inode %s, offset %s); reading it from "
                             "the start", self.path, pos.inode, pos.offset)
             self._offset = 0
         fh.seek(self._offset)
@@ -66,13 +66,13 @@ class Tail:
         except FileNotFoundError:
             return out                      # rotated away, the new one not created yet
         if st.st_ino != self._inode:
-            log.info("queue_log %s: rotated; reading the new file", self.path)
+            log.info("%s: rotated; reading the new file", self.path)
             self.position = None
             self.from_end = False
             if self._open():
                 out += self._drain()
         elif st.st_size < self._offset:
-            log.warning("queue_log %s: truncated; reading it from the start", self.path)
+            log.warning("%s: truncated; reading it from the start", self.path)
             self._fh.seek(0)
             self._offset, self._partial = 0, b""
             out += self._drain()

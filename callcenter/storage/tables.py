@@ -13,10 +13,12 @@ from .schema.pipeline import call_failures
 from .schema.auth import users, api_tokens, web_sessions, login_failures
 from .schema.checkpoints import checkpoints, observation_windows
 from .schema.queue_log import queue_log_positions
+from .schema.cdr import cdr_positions
 
 __all__ = [
     "UTCDateTime", "metadata", "calls", "stints", "agent_sessions", "tasks", "task_events",
     "skipped_misses", "callback_attempts", "notifications", "cases", "case_calls", "case_events",
     "coverage_incidents", "coverage_overrides", "call_failures", "users", "api_tokens",
     "web_sessions", "login_failures", "checkpoints", "observation_windows", "queue_log_positions",
+    "cdr_positions",
 ]

@@ -15,6 +15,7 @@ from datetime import datetime
 
 from sqlalchemy import insert, select
 
+from ..ami.client import AmiError
 from ..domain import coverage as rules
 from ..domain import events as ev
 from ..domain import validation
@@ -193,6 +194,9 @@ class Coverage(CoverageActions):
             for command in commands:
                 try:
                     await self.execute(command)
+                except AmiError as exc:              # the PBX refused, or the link went: one line
+                    log.warning("coverage: %s on %s not carried out: %s", type(command).__name__,
+                                getattr(command, "pbx", "?"), exc or type(exc).__name__)
                 except Exception:
                     log.exception("coverage: %r failed", command)
             if not self.wake.is_set():

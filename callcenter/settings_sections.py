@@ -5,7 +5,11 @@ loads both and re-exports these classes).
 """
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+import re
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+ORIGIN = re.compile(r"https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 
 
 class Strict(BaseModel):
@@ -102,6 +106,16 @@ class WebSettings(Strict):
     login_max_failures: int = Field(5, ge=1)             # failed log-ins per user name within the window
     login_max_failures_per_address: int = Field(20, ge=1)   # failed log-ins per client address
     login_window_minutes: float = Field(15, gt=0)
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, origins: list[str]) -> list[str]:
+        """An Origin as browsers send it: scheme://host[:port], no path, no trailing slash."""
+        for origin in origins:
+            if not ORIGIN.fullmatch(origin):
+                raise ValueError(f"{origin!r} is not an origin: expected http(s)://host[:port] "
+                                 "with no path (e.g. https://hotline.example.gov.cn)")
+        return origins
 
 
 class InstanceSettings(Strict):

@@ -141,6 +141,9 @@ MARKET_POST = '{id: market-1, department: market, a: "1001", b: "1002",'
      r"callcenter.yaml: web.host: 'hotline.example.gov.cn' is not a loopback address"),
     ([("callcenter.yaml", "  host: 127.0.0.1\n  port: 8080", "  host: 0.0.0.0\n  tls: {cert: nope.pem, key: nope.key}")],
      r"callcenter.yaml: web.tls.cert: file not found: .*nope.pem"),
+    ([("callcenter.yaml", "  host: 127.0.0.1\n  port: 8080",
+       "  host: 127.0.0.1\n  port: 8080\n  allowed_origins: [\"https://panel.example.gov.cn/\"]")],
+     r"callcenter.yaml: web.allowed_origins: .*'https://panel.example.gov.cn/' is not an origin"),
 ])
 def test_inconsistent_configuration_is_refused_naming_file_key_and_problem(tmp_path, edits, message):
     cfg = _copy(tmp_path)

@@ -344,15 +344,21 @@ def run_e2e(stream: Stream, settings, url: str, label: str, server_mode: str, pi
             pipeline: str, profile: bool, timeout: float) -> E2E:
     if server_mode == "inproc":
         return asyncio.run(ingest(stream, settings, url, label, None, pipeline, profile, timeout))
-    ctx = multiprocessing.get_context("fork")   # the child inherits the stream: nothing to copy
+    return with_server(stream, pin, lambda port: asyncio.run(
+        ingest(stream, settings, url, label, port, pipeline, profile, timeout)))
+
+
+def with_server(stream: Stream, pin: list[int] | None, fn):
+    """Run `fn(port)` with the AMI server in a pinned child process (it inherits the stream:
+    nothing to copy)."""
+    ctx = multiprocessing.get_context("fork")
     parent, child = ctx.Pipe()
     proc = ctx.Process(target=_serve, args=(stream, child, pin[1] if pin else None), daemon=True)
     proc.start()
     try:
         if not parent.poll(30):
             raise RuntimeError("the AMI server process did not start")
-        port = parent.recv()
-        return asyncio.run(ingest(stream, settings, url, label, port, pipeline, profile, timeout))
+        return fn(parent.recv())
     finally:
         try:
             parent.send("stop")

@@ -35,7 +35,6 @@ import argparse
 import asyncio
 import gc
 import math
-import multiprocessing
 import os
 import signal
 import subprocess
@@ -119,27 +118,6 @@ async def pipeline(stream: bi.Stream, settings, url: str, label: str, port: int,
         app.service.clients.pop(bi.PBX, None)
         await app.stop()
     return Run(label, seconds, cpu, stream.events, calls, tasks, cases, left, parked)
-
-
-def with_server(stream: bi.Stream, pin, fn):
-    """Run `fn(port)` with the AMI server in a pinned child process."""
-    ctx = multiprocessing.get_context("fork")
-    parent, child = ctx.Pipe()
-    proc = ctx.Process(target=bi._serve, args=(stream, child, pin[1] if pin else None), daemon=True)
-    proc.start()
-    try:
-        if not parent.poll(30):
-            raise RuntimeError("the AMI server process did not start")
-        return fn(parent.recv())
-    finally:
-        try:
-            parent.send("stop")
-        except OSError:
-            pass
-        proc.join(10)
-        if proc.is_alive():
-            proc.terminate()
-            proc.join()
 
 
 def on_database(backend: str, args, fn):
@@ -311,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         runs = []
         for n in range(args.repeat):
             print(f"pipeline: {backend}, run {n + 1} of {args.repeat} ...", flush=True)
-            runs.append(on_database(backend, args, lambda url: with_server(
+            runs.append(on_database(backend, args, lambda url: bi.with_server(
                 stream, pin, lambda port: asyncio.run(pipeline(stream, settings, url, backend, port, args.timeout)))))
         best = max(runs, key=lambda r: r.rate)
         ratio = best.rate / bare
@@ -339,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nSIGTERM: `callcenter serve` on {big.events:,} events ({big.expected_calls:,} calls), "
               f"signal at {args.share:.0%} of the calls committed", flush=True)
         for backend in backends(args.db, args.postgres, "bench_pipeline"):
-            result = on_database(backend, args, lambda url: with_server(
+            result = on_database(backend, args, lambda url: bi.with_server(
                 big, pin, lambda port: sigterm(big, url, backend, port, args.share, pin[0] if pin else None,
                                     args.sigterm_batch_size)))
             print(f"  {backend:<11} exit {result.exit_seconds:.2f} s (code {result.returncode}) with "

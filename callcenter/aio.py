@@ -11,3 +11,16 @@ async def cancel_and_wait(task: asyncio.Task | None) -> None:
         return
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
+
+
+async def every(seconds: float, step, log, what: str) -> None:
+    """Run `step()` forever, `seconds` apart; a failing pass is logged (as `what`) and the next
+    one runs anyway. Cancel the task to stop it."""
+    while True:
+        try:
+            await step()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s failed; retrying", what)
+        await asyncio.sleep(seconds)

@@ -22,10 +22,11 @@ from datetime import timedelta, tzinfo
 
 from sqlalchemy import select
 
-from ..aio import cancel_and_wait
+from ..aio import cancel_and_wait, every
 from ..domain.cdr import CdrError, CdrRow, is_caller_leg, parse_line, reached_queue, record_from
 from ..queuelog.tail import Position, Tail
 from ..storage import tables as t
+from ..storage import positions
 from ..storage.tables import cdr_positions
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,8 @@ class CdrReconciler:
         if row is None:
             self.since = self.clock.now() - timedelta(seconds=1)
         self.tail = Tail(self.path, position, from_end=False)
-        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"cdr-{self.pbx}")
+        self._task = asyncio.get_running_loop().create_task(
+            every(self.poll, self.pass_once, log, f"CDR {self.path}: reconciliation pass"), name=f"cdr-{self.pbx}")
         log.info("CDR %s for %s: reading from %s", self.path, self.pbx,
                  f"offset {position.offset}" if position else "the start" + (" (first run)" if row is None else ""))
 
@@ -76,16 +78,6 @@ class CdrReconciler:
                 log.exception("CDR %s: saving the position failed; the last one stands", self.path)
         if self.tail:
             self.tail.close()
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.pass_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("CDR %s: reconciliation pass failed; retrying", self.path)
-            await asyncio.sleep(self.poll)
 
     def _read(self) -> None:
         now = asyncio.get_running_loop().time()
@@ -164,10 +156,7 @@ class CdrReconciler:
         return found
 
     async def _load_position(self) -> tuple[int, int] | None:
-        c = cdr_positions.c
-        async with self.store.engine.connect() as conn:
-            row = (await conn.execute(select(c.inode, c.offset).where(c.pbx == self.pbx))).first()
-        return (row[0], row[1]) if row else None
+        return await positions.load(self.store, cdr_positions, self.pbx)
 
     async def _save_position(self) -> None:
         """The oldest row not yet resolved: reading again from there loses nothing. Before the file
@@ -180,9 +169,5 @@ class CdrReconciler:
             inode, offset = position.inode, min(offsets + [position.offset])
         if (inode, offset) == self._saved:
             return
-        row = {"pbx": self.pbx, "path": self.path, "inode": inode, "offset": offset, "updated_at": self.clock.now()}
-        insert = self.store._insert(cdr_positions)
-        async with self.store.begin() as conn:
-            await conn.execute(insert.values(row).on_conflict_do_update(
-                index_elements=["pbx"], set_={k: row[k] for k in ("path", "inode", "offset", "updated_at")}))
+        await positions.save(self.store, cdr_positions, self.pbx, self.path, inode, offset, self.clock.now())
         self._saved = (inode, offset)

@@ -23,10 +23,11 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from ..aio import cancel_and_wait
+from ..aio import cancel_and_wait, every
 from ..domain import events as ev
 from ..domain.queue_log import QueueLogCalls, QueueLogError, parse_line, reconcile, record_from
 from ..domain.records import CallRecord
+from ..storage import positions
 from ..storage import tables as t
 from .tail import Position, Tail
 
@@ -95,7 +96,9 @@ class QueueLogReconciler:
         if position is None:
             self.since = self.clock.now() - timedelta(seconds=1)
         self.tail = Tail(self.path, position, from_end=False)
-        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"queue-log-{self.pbx}")
+        self._task = asyncio.get_running_loop().create_task(
+            every(self.poll, self.pass_once, log, f"queue_log {self.path}: reconciliation pass"),
+            name=f"queue-log-{self.pbx}")
         log.info("queue_log %s for %s: reading from %s", self.path, self.pbx,
                  f"offset {position.offset}" if position else "the start (first run)")
 
@@ -118,16 +121,6 @@ class QueueLogReconciler:
                 log.exception("queue_log %s: saving the position failed; the last one stands", self.path)
         if self.tail:
             self.tail.close()
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.pass_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("queue_log %s: reconciliation pass failed; retrying", self.path)
-            await asyncio.sleep(self.poll)
 
     # --- one pass -----------------------------------------------------------------------------
 
@@ -218,10 +211,8 @@ class QueueLogReconciler:
         return found
 
     async def _load_position(self) -> Position | None:
-        c = t.queue_log_positions.c
-        async with self.store.engine.connect() as conn:
-            row = (await conn.execute(select(c.inode, c.offset).where(c.pbx == self.pbx))).first()
-        return Position(row[0], row[1]) if row else None
+        saved = await positions.load(self.store, t.queue_log_positions, self.pbx)
+        return Position(*saved) if saved else None
 
     async def _save_position(self) -> None:
         """The oldest line of a call not yet known stored: reading again from there loses nothing."""
@@ -232,10 +223,6 @@ class QueueLogReconciler:
         offset = min(offsets + [self.tail.position.offset])
         if (self.tail.position.inode, offset) == self._saved:
             return
-        row = {"pbx": self.pbx, "path": self.path, "inode": self.tail.position.inode, "offset": offset,
-               "updated_at": self.clock.now()}
-        insert = self.store._insert(t.queue_log_positions)
-        async with self.store.begin() as conn:
-            await conn.execute(insert.values(row).on_conflict_do_update(
-                index_elements=["pbx"], set_={k: row[k] for k in ("path", "inode", "offset", "updated_at")}))
-        self._saved = (row["inode"], offset)
+        inode = self.tail.position.inode
+        await positions.save(self.store, t.queue_log_positions, self.pbx, self.path, inode, offset, self.clock.now())
+        self._saved = (inode, offset)

@@ -27,7 +27,7 @@ from . import models
 from .app import APP
 from .errors import ApiError, json_response
 from .parsing import read_json
-from .scope import agent_departments, forbidden, list_departments, masked, own_agent, require_agent
+from .scope import agent_departments, forbidden, list_departments, masked, own_agent, require_agent, scoped_list
 from .security import identity
 
 FORBIDDEN = {403: "forbidden"}
@@ -67,11 +67,11 @@ async def list_cases(request: web.Request) -> web.Response:
     if q.date is not None:
         filters["since"], filters["until"] = q.bounds(ZoneInfo(app_obj.settings.timezone), q.date)
     limit = q.limit or 500
-    cases: list[dict] = []
-    for department in list_departments(who, q.department):
-        cases += await app_obj.cases.list(department=department, limit=limit, **filters)
-    cases.sort(key=lambda c: (c["opened_at"], c["id"]))
-    return json_response({"cases": [masked(who, c, c["department"], c["owner"]) for c in cases[:limit]]})
+
+    async def fetch(department):
+        return await app_obj.cases.list(department=department, limit=limit, **filters)
+    return json_response({"cases": await scoped_list(who, q.department, fetch, limit,
+                                                     lambda c: (c["opened_at"], c["id"]), "owner")})
 
 
 async def get_case(request: web.Request) -> web.Response:

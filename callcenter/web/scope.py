@@ -37,6 +37,16 @@ def list_departments(who: Identity, asked: str | None) -> list[str | None]:
     return [None]
 
 
+async def scoped_list(who: Identity, asked: str | None, fetch, limit: int, order, agent_key: str) -> list[dict]:
+    """`fetch(department)` for each department the user may list (`list_departments`), merged in
+    `order`, cut at `limit` and masked for the user (`agent_key`: the row's agent field)."""
+    rows: list[dict] = []
+    for department in list_departments(who, asked):
+        rows += await fetch(department)
+    rows.sort(key=order)
+    return [masked(who, r, r["department"], r[agent_key]) for r in rows[:limit]]
+
+
 def own_agent(who: Identity, asked: str | None, what: str) -> str | None:
     """An agent's lists are their own: the filter is forced to their agent id."""
     if who.role is not Role.AGENT:

@@ -20,8 +20,8 @@ from . import models
 from .app import APP
 from .errors import ApiError, json_response
 from .parsing import read_json
-from .scope import (agent_departments, forbidden, list_departments, masked, office_department, own_agent,
-                    require_agent)
+from .scope import (agent_departments, forbidden, masked, office_department, own_agent,
+                    require_agent, scoped_list)
 from .security import identity
 
 # Callbacks.start raises these without a code
@@ -47,11 +47,11 @@ async def list_tasks(request: web.Request) -> web.Response:
     if q.date is not None:
         filters["since"], filters["until"] = q.bounds(ZoneInfo(app_obj.settings.timezone), q.date)
     limit = q.limit or 500
-    tasks: list[dict] = []
-    for department in list_departments(who, q.department):
-        tasks += await app_obj.followup.list(department=department, limit=limit, **filters)
-    tasks.sort(key=lambda t: (t["deadline"], t["id"]))
-    return json_response({"tasks": [masked(who, t, t["department"], t["assignee"]) for t in tasks[:limit]]})
+
+    async def fetch(department):
+        return await app_obj.followup.list(department=department, limit=limit, **filters)
+    return json_response({"tasks": await scoped_list(who, q.department, fetch, limit,
+                                                     lambda t: (t["deadline"], t["id"]), "assignee")})
 
 
 async def get_task(request: web.Request) -> web.Response:

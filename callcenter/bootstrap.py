@@ -28,7 +28,8 @@ from .storage.store import Store
 from .workdays import build_calendar, warn_missing_year
 
 log = logging.getLogger(__name__)
-STOP_BUDGET = 8.0           # seconds App.stop may spend in all (SIGTERM: exit within 10 s)
+STOP_BUDGET = 7.0           # seconds App.stop may spend in all (SIGTERM: exit within 10 s, with the
+                            # interpreter's own teardown and a loaded machine's margin)
 DOWN_BUDGET = 4.0           # ... of which, with the database away, at most this (it would not answer)
 EXTRA_STOP_MAX = 2.0        # seconds one extra (web, scheduler, coverage, ...) may take to stop
 

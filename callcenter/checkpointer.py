@@ -6,8 +6,10 @@ before a stop and ended after the restart is one record with its real start, and
 session open across the restart stays one session. Every ``interval`` seconds, and at shutdown
 after the last flush, it saves the trackers' open state (callcenter/domain/tracker_state.py),
 but only when nothing completed is still waiting to be stored (so a checkpoint never holds a
-call whose completion is lost). It also records the observation windows: the service running,
-and each PBX link from its resync to its loss (callcenter/storage/checkpoints.py).
+call whose completion is lost). Other open state registered with `add_part` (the agent desk's:
+callcenter/domain/desk_state.py) is saved and restored with them. It also records the observation
+windows: the service running, and each PBX link from its resync to its loss
+(callcenter/storage/checkpoints.py).
 """
 from __future__ import annotations
 
@@ -44,6 +46,9 @@ class Checkpointer:
         self.links: dict[str, int] = {}                 # pbx -> open link window id
         self.service_window: int | None = None
         self.saved = 0                                   # checkpoints written (tests, health)
+        # more open state saved and restored with the trackers': name -> (to_state() -> dict | None,
+        # from_state(dict) -> count); the agent desk's (callcenter/domain/desk_state.py) registers here
+        self.parts: dict[str, tuple] = {}
         self._changes: list[tuple[str, str, object]] = []   # ("up"|"down", pbx, at), in stream order
         self._up: set[str] = set()                       # PBXes whose link is up, in stream order
         self._first: dict[str, object] = {}              # pbx -> first event of a session not yet resynced
@@ -69,7 +74,22 @@ class Checkpointer:
                 continue
             log.info("resumed %d open %s from the checkpoint of %s", added,
                      "calls" if name == cp.CALLS else "queue members", saved_at.isoformat())
+        for name, (_, apply) in self.parts.items() if self.resume else ():
+            loaded = await cp.load_state(self.store, name)
+            if loaded is None:
+                continue
+            try:
+                added = apply(loaded[0])
+            except Exception:
+                log.exception("checkpoint %r of %s cannot be read; starting without it", name, loaded[1])
+                continue
+            log.info("resumed %d %s from the checkpoint of %s", added, name, loaded[1].isoformat())
         self.service_window = await cp.open_window(self.store, self.instance, "service", "", self.clock.now())
+
+    def add_part(self, name: str, to_state, from_state) -> None:
+        """Save ``to_state()`` with every checkpoint (None: not this time) and restore it at start
+        with ``from_state(state)``, before any event."""
+        self.parts[name] = (to_state, from_state)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="checkpointer")
@@ -143,6 +163,9 @@ class Checkpointer:
         if not self.resume or service.unsaved_calls or service.unsaved_sessions:
             return              # completed records still held: the last checkpoint stays valid
         states = {cp.CALLS: calls_to_state(service.calls), cp.PRESENCE: presence_to_state(service.presence)}
+        for name, (save, _) in self.parts.items():
+            if (state := save()) is not None:
+                states[name] = state
         unchanged = []
         for name, state in states.items():
             text = json.dumps(state, ensure_ascii=False, separators=(",", ":"))

@@ -12,6 +12,7 @@ import logging
 import sys
 import threading
 
+from .cli_commands import cmd_asterisk_config  # issue 12
 from .cli_commands import (UsageError, cmd_calls_list, cmd_calls_parked, cmd_cases_list, cmd_demo,
                            cmd_import_queue_log, cmd_replay, cmd_report_daily, cmd_serve, cmd_tasks_list)
 from .domain.validation import mask_numbers
@@ -84,6 +85,23 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("file", metavar="FILE", help="a queue_log file (epoch|callid|queue|agent|event|data...)")
     q.add_argument("--pbx", help="PBX id to record the calls under (default: the first configured)")
 
+    ac = sub.add_parser("asterisk-config", parents=[common],
+                        help="write the Asterisk dialplan and queues.conf for the IVR (issue 12)")
+    ac.add_argument("--out", metavar="DIR", help="write extensions_callcenter.conf and queues_callcenter.conf "
+                    "into DIR (default: print both)")
+    ac.add_argument("--force", action="store_true", help="overwrite files that exist in --out")
+    ac.add_argument("--prompts", action="store_true",
+                    help="print the IVR's sound files and their texts (FILE<Tab>TEXT) for the TTS step instead")
+    ac.add_argument("--pbx", help="PBX id (default: the only one configured)")
+    ac.add_argument("--agi-host", help="where Asterisk reaches the FastAGI server (default: ivr.fastagi.host)")
+    ac.add_argument("--agi-port", type=int, help="its port (default: ivr.fastagi.port)")
+    ac.add_argument("--queue-wait", type=int, help="seconds a caller waits in a queue (default 600)")
+    ac.add_argument("--direct-ring", type=int, help="seconds the case owner's phone rings (default 20)")
+    ac.add_argument("--strategy", help="queues.conf strategy (default linear)")
+    ac.add_argument("--ring-timeout", type=int, help="seconds one queue member rings (default 15)")
+    ac.add_argument("--autopause", action="append", metavar="QUEUE",
+                    help="autopause = yes for this queue (repeatable)")
+
     cfg = sub.add_parser("config", help="configuration").add_subparsers(dest="action", required=True)
     cfg.add_parser("check", parents=[common], help="validate the configuration and exit")
 
@@ -143,7 +161,8 @@ def _main(args) -> int:
                   f"{len(settings.posts)} posts, {len(settings.pbxes)} PBXes)")
             return 0
         runner = {"serve": cmd_serve, "replay": cmd_replay, "demo": cmd_demo,
-                  "import-queue-log": cmd_import_queue_log}.get(args.command)
+                  "import-queue-log": cmd_import_queue_log,
+                  "asterisk-config": cmd_asterisk_config}.get(args.command)
         if args.command == "calls":
             runner = cmd_calls_parked if args.action == "parked" else cmd_calls_list
         elif args.command == "report":

@@ -8,7 +8,7 @@ import asyncio
 import json
 import logging
 import signal
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from .settings import ConfigError, Settings
@@ -25,6 +25,13 @@ class UsageError(Exception):
 def _masked(items: list[dict], args) -> list[dict]:
     from reports.text import mask_personal
     return items if getattr(args, "full_numbers", False) else mask_personal(items)
+
+
+def _with_pbx(items: list[dict], key: str, settings: Settings, fallback: str = "") -> list[dict]:
+    """For a table with several PBXes configured: `key` (else `fallback`) shown as "value@pbx" (issue 14)."""
+    if len(settings.pbxes) <= 1:
+        return items
+    return [{**i, key: f"{i.get(key) or i.get(fallback) or '—'}@{i.get('pbx') or '?'}"} for i in items]
 
 
 def _day(value: str | None, tz: ZoneInfo) -> date:
@@ -87,7 +94,8 @@ async def cmd_calls_list(settings: Settings, args) -> str:
         await store.close()
     directory = settings.directory()
     calls = _masked([call_to_dict(r, tz, directory) for r in records], args)
-    return json.dumps(calls, ensure_ascii=False, indent=2) if args.format == "json" else render_table(calls)
+    return json.dumps(calls, ensure_ascii=False, indent=2) if args.format == "json" else render_table(
+        _with_pbx(calls, "hotline", settings))
 
 
 async def cmd_tasks_list(settings: Settings, args) -> str:
@@ -104,7 +112,8 @@ async def cmd_tasks_list(settings: Settings, args) -> str:
         tasks = _masked(tasks, args)
     finally:
         await app.store.close()
-    return task_report.render_json(tasks) if args.format == "json" else task_report.render_table(tasks, tz)
+    return task_report.render_json(tasks) if args.format == "json" else task_report.render_table(
+        _with_pbx(tasks, "department_name", settings, "department"), tz)
 
 
 async def cmd_cases_list(settings: Settings, args) -> str:
@@ -121,32 +130,40 @@ async def cmd_cases_list(settings: Settings, args) -> str:
         cases = _masked(cases, args)
     finally:
         await app.store.close()
-    return case_report.render_json(cases) if args.format == "json" else case_report.render_table(cases, tz)
+    return case_report.render_json(cases) if args.format == "json" else case_report.render_table(
+        _with_pbx(cases, "department_name", settings, "department"), tz)
 
 
 async def cmd_report_daily(settings: Settings, args) -> str:
+    """A read: the store is opened read-only (SQLite never takes its write lock) and never
+    migrated; a database whose schema is not the expected one is refused (issue 13). The call
+    figures are SQL aggregates (callcenter/storage/report_queries.py)."""
     from reports import daily
-    from .checkpointer import stale_after
-    from .storage.checkpoints import coverage_facts
+    from .storage.report_queries import daily_report_inputs
     tz = ZoneInfo(settings.timezone)
     day = _day(args.date, tz)
-    store = Store(args.db)
+    store = Store(args.db, read_only=True)
     try:
-        await store.migrate()
-        bounds = daily.day_bounds(day, tz)
-        records = await store.calls_between(*bounds)
-        tasks = await store.task_facts(*bounds)
-        cases = await store.case_facts(*bounds)
-        now = store.clock.now()
-        wrapups = await store.pending_wrapups(min(now, bounds[1]) - timedelta(minutes=settings.cases.wrapup_minutes))
-        # closed sessions, the ones the service's last checkpoint holds open, and what it observed
-        sessions, observed = await coverage_facts(store, *bounds, now, stale_after(settings.instance.checkpoint_seconds))
+        await _require_schema(store, args.db)
+        inputs = await daily_report_inputs(store, settings, day, store.clock.now())
     finally:
         await store.close()
-    from reports import coverage
-    posts = coverage.posts(day, settings, sessions, now, observed=observed)
-    report = daily.build(day, records, settings, tasks, now, cases, wrapups, posts=posts)
+    report = daily.build(day, [], settings, **inputs)
     return json.dumps(report, ensure_ascii=False, indent=2) if args.format == "json" else daily.render_table(report)
+
+
+class SchemaMismatch(ValueError):
+    """The database cannot be read by this version without a migration (reports never migrate)."""
+
+
+async def _require_schema(store: Store, url: str) -> None:
+    """A missing SQLite file is not created (read-only): "unable to open database file", one line."""
+    current, head = await store.schema_status()
+    if current != head:
+        found = "has no callcenter schema" if current is None else f"has schema revision {current}"
+        raise SchemaMismatch(f"--db {url}: the database {found}, this version reads revision {head}; "
+                             "a report never migrates: start `callcenter serve` (or `replay`) once on it "
+                             "to upgrade the schema, then run the report again")
 
 
 async def cmd_serve(settings: Settings, args) -> None:
@@ -203,3 +220,31 @@ async def cmd_import_queue_log(settings: Settings, args) -> str:
         await app.store.close()
     return (f"{args.file}: {s.lines} lines, {s.calls} finished calls, {s.stored} stored as new"
             f" ({s.calls - s.stored} already stored), {s.unfinished} unfinished left, {s.bad_lines} bad lines")
+
+
+async def cmd_asterisk_config(settings: Settings, args) -> str | None:
+    """The dialplan and queues.conf for the IVR (callcenter/asterisk_config.py): printed, or written
+    into --out (existing files only with --force; nothing is written unless both can be)."""
+    from pathlib import Path
+    from .asterisk_config import AsteriskConfigError, generate, options_from, prompt_texts
+    if args.prompts:
+        return "\n".join(f"{name}\t{text}" for name, text in prompt_texts(settings).items())
+    options = options_from(settings, agi_host=args.agi_host, agi_port=args.agi_port, queue_wait=args.queue_wait,
+                           direct_ring=args.direct_ring, strategy=args.strategy, ring_timeout=args.ring_timeout,
+                           autopause=args.autopause)
+    files = generate(settings, args.pbx, options)
+    if not args.out:
+        return "\n".join(f"; ===== {name} =====\n{text}" for name, text in files.items()).rstrip("\n")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise AsteriskConfigError(f"--out: {out} is not a directory")
+    existing = [str(out / name) for name in files if (out / name).exists()]
+    if existing and not args.force:
+        raise AsteriskConfigError(f"--out: {', '.join(existing)} already exist(s); add --force to overwrite")
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        tmp = out / f".{name}.tmp"
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(out / name)
+    return "wrote " + ", ".join(str(out / name) for name in files)
+

@@ -4,9 +4,11 @@ PBX adapters put what they receive on one queue; a single consumer translates it
 events, feeds the call and presence trackers, commits completed calls and closed sessions, and
 only then hands them to whoever acts on them (``on_calls_committed``). Listeners of raw domain
 events (``subscribe``) run in order too; an exception in one is logged and counted and the stream
-goes on. If the database is unavailable the records (and trackers' results) are kept and retried
-every `database.retry_seconds` while ingest goes on; at shutdown what is still held goes to the
-journal (callcenter/journal.py, through `Service` as a holder): nothing is dropped.
+goes on. Storing runs beside the consumer (one flush at a time, in order): events that arrive
+during a commit are tracked and pushed to the panel at once, not held behind the database. If the
+database is unavailable the records (and trackers' results) are kept and retried every
+`database.retry_seconds` while ingest goes on; at shutdown what is still held goes to the journal
+(callcenter/journal.py, through `Service` as a holder): nothing is dropped.
 """
 from __future__ import annotations
 
@@ -59,6 +61,9 @@ class Service(HeldRecords):
         self._idle = asyncio.Event()
         self._idle.set()
         self._consumer: asyncio.Task | None = None
+        self._flusher: asyncio.Task | None = None     # storing what the consumer completed, beside it
+        self.received: datetime | None = None         # when the inbox entry being processed arrived
+        self._stored_batches = 0                      # flushes that stored something (progress)
         self._observe = getattr(self.clock, "observe", None)   # a replay's clock follows the stream
         self.checkpointer = None      # callcenter/checkpointer.py: open state across restarts (bootstrap)
         self.name = "service"         # as a holder of held writes (callcenter/journal.py)
@@ -116,6 +121,12 @@ class Service(HeldRecords):
         for client in self.clients.values():
             await client.stop()
         await self._drain(timeout=5)
+        if self._flusher is not None and not self._flusher.done():
+            # the flush under way: let it finish within the same bound (a hung database: cancelled)
+            await asyncio.wait({self._flusher}, timeout=self.store.options.stop_seconds if self.store.health.ok else 0.5)
+            if not self._flusher.done():
+                self._flusher.cancel()
+                await asyncio.wait({self._flusher}, timeout=1)
         # bounded: a dead database cannot hold the stop (one known to be down gets a brief try)
         stop_seconds = self.store.options.stop_seconds if self.store.health.ok else min(0.5, self.store.options.stop_seconds)
         try:
@@ -171,9 +182,8 @@ class Service(HeldRecords):
                 try:
                     first = await asyncio.wait_for(inbox.get(), self.retry_seconds)
                 except asyncio.TimeoutError:
-                    await self._flush()        # the database was down: retry what we hold
-                    if not self.unsaved_calls and inbox.empty():
-                        self._idle.set()
+                    self._kick_flush()         # the database was down: retry what we hold
+                    self._maybe_idle()
                     continue
             else:
                 first = await inbox.get()
@@ -188,10 +198,29 @@ class Service(HeldRecords):
                     self._process(pbx, item, received, records, sessions)
             self.unsaved_calls.extend(records)
             self.unsaved_sessions.extend(sessions)
-            await self._flush()
             self._busy = False
-            if inbox.empty() and not self.unsaved_calls:
-                self._idle.set()
+            self._kick_flush()
+            self._maybe_idle()
+            await asyncio.sleep(0)                  # let the listeners' pushes go out between batches
+
+    def _kick_flush(self) -> None:
+        """Store what is held in the background (one flush at a time); the consumer goes on."""
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_held(), name="service-flush")
+
+    async def _flush_held(self) -> None:
+        while self.unsaved_calls or self.unsaved_sessions or any(r for _, r, _ in self.trackers):
+            progress = self._stored_batches
+            await self._flush()
+            if self._retry_at is not None or self._stored_batches == progress:
+                break                               # the database failed (retried later), or nothing went
+        self._maybe_idle()
+
+    def _maybe_idle(self) -> None:
+        flushing = self._flusher is not None and not self._flusher.done() \
+            and self._flusher is not asyncio.current_task()
+        if self.inbox.empty() and not self._busy and not flushing and not self.unsaved_calls:
+            self._idle.set()
 
     def _process(self, pbx, item, received, records, sessions) -> None:
         try:
@@ -203,6 +232,7 @@ class Service(HeldRecords):
         self.messages_processed += 1
         if event is None:
             return
+        self.received = received
         if self._observe is not None:
             self._observe(event.at)
         try:
@@ -245,6 +275,7 @@ class Service(HeldRecords):
                 del results[:len(batch)]
                 try:
                     await persist(batch)
+                    self._stored_batches += 1
                 except Exception as exc:
                     if is_unavailable(exc):
                         results[:0] = batch             # kept, in order, for the retry
@@ -280,6 +311,7 @@ class Service(HeldRecords):
         self._retry_at = None
         del self.unsaved_calls[:len(calls)]             # more may have come meanwhile
         del self.unsaved_sessions[:len(sessions)]
+        self._stored_batches += 1
         self.calls_committed += len(stored)
         for listener in self.commit_listeners:
             try:

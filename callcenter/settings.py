@@ -21,6 +21,8 @@ from .domain.directory import Directory
 from .settings_sections import (  # noqa: F401  the sections, re-exported for callers
     CallbackSettings, CaseSettings, DatabaseSettings, FollowUpSettings, InstanceSettings, NotifySettings,
     PipelineSettings, SmtpSettings, Strict, Thresholds, TwilioSettings, WebSettings, WebTls)
+from .settings_sections import PanelSettings, PauseReason, WrapupSettings  # noqa: F401  (issue 11)
+from .settings_ivr import IvrSettings  # issue 12: the `ivr:` section
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -92,7 +94,7 @@ class PbxEndpoint(Strict):
 
 class QueueRef(Strict):
     name: str
-    pbx: str = "*"
+    pbx: str = "*"                           # "*": every PBX (default: the department's pbx)
 
     @model_validator(mode="before")
     @classmethod
@@ -107,14 +109,54 @@ class Person(Strict):
     email: str | None = None
 
 
+class Hotline(str):
+    """A hotline number (a str) and the PBX it is dialled on ("*": every PBX). In YAML a number, or
+    {number: "62000001", pbx: pbx2} (issue 14)."""
+    pbx: str = "*"
+
+    def __new__(cls, number: str, pbx: str = "*") -> "Hotline":
+        obj = super().__new__(cls, number)
+        obj.pbx = pbx
+        return obj
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source, handler):
+        from pydantic_core import core_schema
+        return core_schema.no_info_plain_validator_function(
+            cls._parse, serialization=core_schema.plain_serializer_function_ser_schema(
+                lambda h: str(h) if getattr(h, "pbx", "*") == "*" else {"number": str(h), "pbx": h.pbx}))
+
+    @classmethod
+    def _parse(cls, value: Any) -> "Hotline":
+        if isinstance(value, Hotline):
+            return value
+        if isinstance(value, str):
+            return cls(value)
+        if isinstance(value, dict) and set(value) <= {"number", "pbx"} and isinstance(value.get("number"), str) \
+                and isinstance(value.get("pbx", "*"), str) and value.get("pbx", "*"):
+            return cls(value["number"], value.get("pbx", "*"))
+        raise ValueError(f"expected a quoted number or {{number: \"...\", pbx: ID}}, got {value!r}")
+
+
 class Department(Strict):
     id: str = Field(min_length=1)
     name: str
     head: Person | None = None               # receives the daily report and escalations
-    hotlines: list[str] = Field(default_factory=list)
+    pbx: str = "*"                           # the PBX of its hotlines and queues that name none ("*": every PBX)
+    hotlines: list[Hotline] = Field(default_factory=list)
     queues: list[QueueRef] = Field(min_length=1)
     items: list[str] = Field(default_factory=list)   # 事项 handled by this department
     business_hours: list[Window] | None = None       # default: the top-level business_hours
+
+    @model_validator(mode="after")
+    def _own_pbx(self) -> "Department":
+        """Hotlines and queues that name no PBX are on the department's (issue 14)."""
+        if self.pbx != "*":
+            self.hotlines = [h if h.pbx != "*" else Hotline(h, self.pbx) for h in self.hotlines]
+            for q in self.queues:
+                if "pbx" not in q.model_fields_set:
+                    q.pbx = self.pbx
+        return self
 
 
 class Agent(Strict):
@@ -123,6 +165,7 @@ class Agent(Strict):
     interfaces: list[str] = Field(min_length=1)
     member_names: list[str] = Field(default_factory=list)
     state_interface: str | None = None   # the device state QueueAdd names (default: derived from the interface)
+    pbx: str = "*"                       # the PBX of these interfaces and member names ("*": every PBX)
     phone: str | None = None
     email: str | None = None
 
@@ -137,7 +180,8 @@ class Post(Strict):
     department: str
     a: str
     b: str
-    queue: str | None = None                 # default: the department's first queue
+    queue: str | None = None                 # default: the department's first queue (on the post's PBX)
+    pbx: str | None = None                   # default: its queue's PBX, or the only PBX (settings.post_pbx)
     b_activation: list[str] = Field(default_factory=lambda: ["add", "unpause"])  # how B is made ready
     b_standby: str = Field("penalty", pattern="^(penalty|remove)$")  # B when A returns
     fallback: PostFallback = Field(default_factory=PostFallback)
@@ -196,6 +240,8 @@ class Settings(Strict):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     instance: InstanceSettings = Field(default_factory=InstanceSettings)
+    panel: PanelSettings = Field(default_factory=PanelSettings)
+    ivr: IvrSettings = Field(default_factory=IvrSettings)
 
     @field_validator("timezone")
     @classmethod
@@ -217,12 +263,23 @@ class Settings(Strict):
         agents = {a.id for a in self.agents}
         pbxes = {p.id for p in self.pbxes} | {"*"}
         for i, d in enumerate(self.departments):
+            if d.pbx not in pbxes:
+                raise ValueError(f"departments[{i}].pbx: unknown PBX {d.pbx!r}")
             for j, q in enumerate(d.queues):
                 if q.pbx not in pbxes:
                     raise ValueError(f"departments[{i}].queues[{j}].pbx: unknown PBX {q.pbx!r}")
+            for j, h in enumerate(d.hotlines):
+                if h.pbx not in pbxes:
+                    raise ValueError(f"departments[{i}].hotlines[{j}].pbx: unknown PBX {h.pbx!r}")
+        for i, a in enumerate(self.agents):
+            if a.pbx not in pbxes:
+                raise ValueError(f"agents[{i}].pbx: unknown PBX {a.pbx!r}")
         for i, p in enumerate(self.posts):
             if p.department not in departments:
                 raise ValueError(f"posts[{i}].department: unknown department {p.department!r}")
+            if p.pbx is not None and p.pbx not in pbxes - {"*"}:
+                raise ValueError(f"posts[{i}].pbx: unknown PBX {p.pbx!r}" + (
+                    "; a post is on one PBX (configure one post per PBX)" if p.pbx == "*" else ""))
             for role in ("a", "b"):
                 if getattr(p, role) not in agents:
                     raise ValueError(f"posts[{i}].{role}: unknown agent {getattr(p, role)!r}")
@@ -233,10 +290,19 @@ class Settings(Strict):
             bad = set(p.b_activation) - {"add", "unpause"}
             if bad:
                 raise ValueError(f"posts[{i}].b_activation: unknown {sorted(bad)}; use add and/or unpause")
+        names = [r.name for r in self.panel.pause_reasons]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise ValueError(f"panel.pause_reasons[{i}].name: duplicate reason {name!r}")
+        if self.panel.wrapup.reason in {r.name for r in self.panel.pause_reasons}:
+            raise ValueError(f"panel.wrapup.reason: {self.panel.wrapup.reason!r} is also a pause reason; "
+                             "the wrap-up needs a reason of its own")
         if self.service_office and self.service_office not in departments:
             raise ValueError(f"service_office: unknown department {self.service_office!r}")
         from . import settings_checks
         settings_checks.check(self)      # queues, hotlines, posts, interfaces, web.host (issue 10)
+        from . import settings_ivr
+        settings_ivr.check(self)         # menus: departments, hotlines, queues, digits (issue 12)
         return self
 
     def directory(self) -> Directory:
@@ -247,14 +313,41 @@ class Settings(Strict):
             for q in dept.queues:
                 d.queue_department[(q.pbx, q.name)] = dept.id
             for number in dept.hotlines:
-                d.hotline_department[number] = dept.id
+                if number.pbx == "*":
+                    d.hotline_department[str(number)] = dept.id
+                else:
+                    d.pbx_hotline_department[(number.pbx, str(number))] = dept.id
         for agent in self.agents:
             d.agent_names[agent.id] = agent.name
             for interface in agent.interfaces:
-                d.interface_agent[interface] = agent.id
+                if agent.pbx == "*":
+                    d.interface_agent[interface] = agent.id
+                else:
+                    d.pbx_interface_agent[(agent.pbx, interface)] = agent.id
             for name in agent.member_names:
-                d.member_agent[name] = agent.id
+                if agent.pbx == "*":
+                    d.member_agent[name] = agent.id
+                else:
+                    d.pbx_member_agent[(agent.pbx, name)] = agent.id
         return d
+
+    def post_pbx(self, post: Post) -> tuple[str | None, str | None]:
+        """(PBX, queue) a post is staffed on: its own `pbx`, else its queue's PBX, else the only
+        PBX; (None, queue) when that is ambiguous (a queue on every PBX with several PBXes:
+        `config check` refuses it) or the queue is not on the post's PBX (refused too)."""
+        dept = next((d for d in self.departments if d.id == post.department), None)
+        refs = [q for q in (dept.queues if dept else []) if post.queue in (None, q.name)]
+        if post.pbx is not None:
+            ref = next((q for q in refs if q.pbx in (post.pbx, "*")), None)
+            return (post.pbx, ref.name) if ref else (None, post.queue)
+        ref = refs[0] if refs else None
+        if ref is None:
+            return None, post.queue
+        if ref.pbx != "*":
+            return ref.pbx, ref.name
+        if len(self.pbxes) <= 1:
+            return (self.pbxes[0].id if self.pbxes else "pbx1"), ref.name
+        return None, ref.name
 
     def hotline_contexts(self) -> dict[str, frozenset[str]]:
         contexts = {p.id: frozenset(p.hotline_contexts) for p in self.pbxes}

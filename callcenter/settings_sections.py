@@ -136,3 +136,25 @@ class DatabaseSettings(Strict):
     probe_seconds: float = Field(5, gt=0)           # after this long without a write, probe it (SELECT 1)
     stop_seconds: float = Field(3, ge=0)            # at shutdown, try the database this long, then journal
     journal: str | None = None                      # default: next to the SQLite file, else ./callcenter-journal.jsonl
+
+
+class PauseReason(Strict):
+    name: str = Field(min_length=1, max_length=40)  # what the agent picks, and the PBX's pause reason
+    max_minutes: float = Field(0, ge=0)             # paused longer alarms the head; 0 = no maximum
+
+
+class WrapupSettings(Strict):
+    seconds: float = Field(60, ge=0)                # after each answered call; 0 = no wrap-up
+    extend_seconds: float = Field(60, gt=0)         # one "extend" adds this much
+    max_seconds: float = Field(300, ge=0)           # a wrap-up never lasts longer than this in all
+    require_disposition: bool = False               # "ready" refused until the call has a disposition
+    reason: str = Field("话后处理", min_length=1, max_length=40)   # the pause reason the PBX shows
+
+
+class PanelSettings(Strict):
+    """The agent panel and head dashboard (issue 11; docs/api.md)."""
+    pause_reasons: list[PauseReason] = Field(default_factory=lambda: [
+        PauseReason(name="小休", max_minutes=15), PauseReason(name="用餐", max_minutes=60),
+        PauseReason(name="培训", max_minutes=120), PauseReason(name="会议", max_minutes=90)])
+    wrapup: WrapupSettings = Field(default_factory=WrapupSettings)
+    longest_wait_target_seconds: float = Field(60, gt=0)    # head dashboard alarm

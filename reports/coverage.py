@@ -6,7 +6,9 @@ and the department's business hours give the day's windows, the stored agent ses
 the running service, the ones still open) are the facts.
 
 A post's queue is its own ``queue`` setting if it has one, else its department's first queue on
-the session's PBX; sessions are matched by agent id and queue name.
+the session's PBX; sessions are matched by agent id and queue name. With several PBXes (or a post
+that names its ``pbx``) a post is on one PBX (``Settings.post_pbx``, issue 14): only sessions on
+that PBX count, and only that PBX's observation.
 
 ``observed`` (PBX id -> periods, callcenter/storage/checkpoints.py ``observed``): when the
 service's link to that PBX was up. Business time outside the periods of a post's PBXes (the
@@ -78,20 +80,29 @@ def posts(day: date, settings: Settings, sessions: Iterable[AgentSession], now: 
     for s in sessions:
         by_agent.setdefault(s.agent, []).append(s)
     out = []
+    several = len(settings.pbxes) > 1
     for post in settings.posts:
         dept = departments.get(post.department)
         facts = by_agent.get(post.a, []) + (by_agent.get(post.b, []) if post.b != post.a else [])
         windows = day_windows(day, settings.hours_of(post.department), calendar)
+        on_pbx, on_queue = settings.post_pbx(post)
+        if several or post.pbx is not None:               # one PBX: its sessions, its observation
 
-        def in_queue(pbx: str, queue: str, post=post, dept=dept) -> bool:
-            return queue == post_queue(post, dept, pbx)
+            def in_queue(pbx: str, queue: str, on_pbx=on_pbx, on_queue=on_queue) -> bool:
+                return (pbx, queue) == (on_pbx, on_queue)
+            seen = None if observed is None else list(observed.get(on_pbx, []))
+        else:                                             # a single PBX: whatever its id in the facts
 
-        figures = post_figures(facts, post.a, post.b, in_queue, windows, until=now,
-                               observed=post_observed(post, dept, observed))
+            def in_queue(pbx: str, queue: str, post=post, dept=dept) -> bool:
+                return queue == post_queue(post, dept, pbx)
+            seen = post_observed(post, dept, observed)
+
+        figures = post_figures(facts, post.a, post.b, in_queue, windows, until=now, observed=seen)
         out.append({
             "post": post.id, "department": post.department, "department_name": dept.name if dept else None,
             "a": post.a, "b": post.b, "a_name": names.get(post.a), "b_name": names.get(post.b),
-            "queue": getattr(post, "queue", None) or (dept.queues[0].name if dept else None),
+            "pbx": on_pbx,
+            "queue": on_queue or getattr(post, "queue", None) or (dept.queues[0].name if dept else None),
             **figures.as_dict(),
             "gap_periods": [_period(p, tz) for p in figures.gaps],
             "b_takeover_periods": [_period(p, tz) for p in figures.takeovers],
@@ -157,7 +168,12 @@ def table_lines(report: dict) -> list[str]:
     def pct(v):
         return "—" if v is None else f"{v:.1f}%"
 
-    rows = [[f"{e['post']}（{e['department_name'] or e['department']}）", f"{e['a_name'] or e['a']}/{e['b_name'] or e['b']}",
+    several = len({e.get("pbx") for e in entries}) > 1          # the PBX shown when there are several
+
+    def post(e):
+        return f"{e['post']}（{e['department_name'] or e['department']}）" + (f" @{e['pbx']}" if several else "")
+
+    rows = [[post(e), f"{e['a_name'] or e['a']}/{e['b_name'] or e['b']}",
              pct(e["coverage_pct"]), str(e["gap_count"]), f"{e['gap_minutes']:g}", f"{e['longest_gap_minutes']:g}",
              str(e["b_takeovers"]), f"{e['b_takeover_minutes']:g}", f"{e.get('unobserved_minutes', 0):g}"]
             for e in entries]

@@ -1,7 +1,8 @@
 """The daily report: per department and per queue, as a stable JSON object or a zh-CN table.
 
 JSON keys are documented in docs/metrics.md; new keys may be added, existing ones keep their
-meaning.
+meaning. Every queue entry carries its ``pbx`` (a queue name may be on several PBXes, for one
+department or for different ones: issue 14); the table shows it when there are several.
 """
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from callcenter.domain.directory import Directory
-from callcenter.domain.metrics import (CaseFact, Figures, MetricSettings, TaskFact, TaskFigures, case_figures,
-                                       daily_figures, task_figures)
+from callcenter.domain.metrics import (CaseFact, DailyFigures, Figures, MetricSettings, TaskFact, TaskFigures,
+                                       case_figures, daily_figures, finish_case_figures, task_figures)
 from callcenter.domain.records import CallRecord
 from callcenter.settings import Settings
 from callcenter.workdays import build_calendar
@@ -43,16 +44,22 @@ def opening_hours(settings: Settings):
 def build(day: date, records: list[CallRecord], settings: Settings,
           tasks: list[TaskFact] | None = None, now: datetime | None = None,
           cases: list[CaseFact] | None = None, pending_wrapups: dict[str, int] | None = None,
-          posts: list[dict] | None = None) -> dict:
+          posts: list[dict] | None = None, figures: DailyFigures | None = None,
+          task_groups: dict | None = None, case_counts: dict | None = None) -> dict:
     """The report for one day. `tasks` (follow-up tasks created or closed that day), `cases` and
     `pending_wrapups` add the follow-up and first-ask figures; `now` judges what is overdue;
-    `posts` (reports/coverage.py) adds the A/B coverage per post and, rolled up, per department."""
+    `posts` (reports/coverage.py) adds the A/B coverage per post and, rolled up, per department.
+    `figures`, when given, are the day's call figures already counted (by SQL aggregates:
+    callcenter/storage/report_queries.py) and `records` is not read; likewise `task_groups`
+    (`metrics.task_figures_from_groups`) replaces `tasks`, and `case_counts` (per department,
+    the counts of `metrics.case_figures`) replaces `cases`."""
     directory: Directory = settings.directory()
     tz = ZoneInfo(settings.timezone)
     ms = metric_settings(settings)
-    figures = daily_figures(records, directory, opening_hours(settings), ms)
+    if figures is None:
+        figures = daily_figures(records, directory, opening_hours(settings), ms)
     start, end = day_bounds(day, tz)
-    by_task = task_figures(tasks or [], start, end, now or end)
+    by_task = task_groups if task_groups is not None else task_figures(tasks or [], start, end, now or end)
     keys = {(pbx, queue): figures.queue_department[(pbx, queue)] for pbx, queue in figures.queues}
     for pbx, queue, department in by_task:
         keys.setdefault((pbx, queue or f"department:{department}"), department)
@@ -73,8 +80,12 @@ def build(day: date, records: list[CallRecord], settings: Settings,
             dept_f, dept_t = by_department.setdefault(department, (Figures(), TaskFigures()))
             dept_f.add(f)
             dept_t.add(tf)
-    by_case = case_figures(cases or [], pending_wrapups or {}, start, end, now or end,
-                           settings.cases.escalation_target)
+    if case_counts is not None:
+        by_case = finish_case_figures({d: dict(c) for d, c in case_counts.items()}, pending_wrapups or {},
+                                      settings.cases.escalation_target)
+    else:
+        by_case = case_figures(cases or [], pending_wrapups or {}, start, end, now or end,
+                               settings.cases.escalation_target)
     for department in by_case:
         by_department.setdefault(department, (Figures(), TaskFigures()))
     no_cases = case_figures([], {"": 0}, start, end, end, settings.cases.escalation_target)[""]
@@ -134,10 +145,14 @@ def render_table(report: dict) -> str:
     rows.append(row("合计", report["totals"]))
     lines += grid(header, rows)
     lines += ["", "按队列"]
-    qrows = [row(f"{q['queue']}（{q['department_name'] or '未配置'}）", q) for q in report["queues"]]
+    several = len({q["pbx"] for q in report["queues"]}) > 1       # the PBX shown when there are several
+    qrows = [row(f"{q['queue']}（{q['department_name'] or '未配置'}）" + (f" @{q['pbx']}" if several else ""), q)
+             for q in report["queues"]]
     lines += grid(["队列"] + [title for _, title in COLUMNS], qrows)
     if report["unmapped_queues"]:
-        lines += ["", "未配置的队列：" + "、".join(report["unmapped_queues"])]
+        unmapped = [f"{q['queue']}@{q['pbx']}" if several else q["queue"]
+                    for q in report["queues"] if q["department"] is None]
+        lines += ["", "未配置的队列：" + "、".join(unmapped)]
     lines += coverage.table_lines(report)
     lines += ["", "口径：接通率 = " + report["definitions"]["connect_rate"]]
     return "\n".join(lines)

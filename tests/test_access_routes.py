@@ -78,6 +78,26 @@ SPECS: dict[tuple[str, str], Spec] = {
     ("GET", "/api/coverage/overrides"): Spec("/api/coverage/overrides", {"head-market", "office"},
                                              query={"department": "market"}),
     ("POST", "/api/agents/{agent}/{action}"): Spec("/api/agents/1001/unpause", {"1001", "head-market"}, {}),
+    ("GET", "/api/notifications"): Spec("/api/notifications", WORKERS | {"1005", "head-edu"}),
+    ("POST", "/api/notifications/{id}/shown"): Spec("/api/notifications/{note}/shown", {"1001"}, {}),
+    ("POST", "/api/notifications/{id}/ack"): Spec("/api/notifications/{note}/ack", {"1001"}, {}),
+    ("GET", "/api/lost-calls"): Spec("/api/lost-calls", {"head-market", "office"}, query={"department": "market"}),
+    ("GET", "/api/lost-calls.csv"): Spec("/api/lost-calls.csv", {"head-market", "office"},
+                                         query={"department": "market"}),
+    ("GET", "/api/callers/{number}/history"): Spec(f"/api/callers/{CASE_CALLER}/history",
+                                                   WORKERS | {"1005", "head-edu"}),
+    ("GET", "/api/reports/daily"): Spec("/api/reports/daily", {"head-market", "office"}, query={"department": "market"}),
+    ("GET", "/"): Spec("/", set(ROLES)),                    # the panel's pages: shells without data
+    ("GET", "/login"): Spec("/login", set(ROLES)),
+    ("GET", "/agent"): Spec("/agent", set(ROLES)),
+    ("GET", "/head"): Spec("/head", set(ROLES)),
+    ("GET", "/static/{name}"): Spec("/static/panel.css", set(ROLES)),
+    ("GET", "/api/panel/options"): Spec("/api/panel/options", WORKERS | {"1005", "head-edu"}),
+    # the WebSocket: a plain GET passes the guard, then is told to upgrade (tests/test_live_ws.py has the rest)
+    ("GET", "/api/live"): Spec("/api/live", WORKERS | {"1005", "head-edu"}, status=400),
+    ("GET", "/api/panel/agent"): Spec("/api/panel/agent", WORKERS, query={"agent": "1001"}),
+    ("GET", "/api/panel/dashboard"): Spec("/api/panel/dashboard", {"head-market", "office"},
+                                          query={"department": "market"}),
 }
 
 
@@ -110,7 +130,9 @@ async def rig(settings, db_url):  # noqa: F811
         case = await app_obj.cases.get(case["id"])
         [task] = await app_obj.followup.list(caller=IVR_HANGUP)
         await app_obj.followup.assign_to(task["id"], "1001", "set-up")
-        ids = {"task": task["id"], "case": case["id"], "call": case["calls"][0]["call_id"]}
+        await app_obj.notifier.notify("test:access", "panel", "1001", "测试", "只有 1001 能确认")
+        ids = {"task": task["id"], "case": case["id"], "call": case["calls"][0]["call_id"],
+               "note": (await app_obj.notifier.status("test:access"))["id"]}
         yield app_obj, client, tokens, ids, server
     finally:
         await client.close()
@@ -148,7 +170,8 @@ async def test_a_wrong_department_is_403_on_every_department_filter(rig):
     app_obj, client, tokens, ids, server = rig
     head_edu = bearer(tokens["head-edu"])
     for path in ("/api/tasks", "/api/cases", "/api/wrapups/pending", "/api/coverage/daily", "/api/coverage/live",
-                 "/api/coverage/incidents", "/api/coverage/overrides"):
+                 "/api/coverage/incidents", "/api/coverage/overrides", "/api/lost-calls", "/api/lost-calls.csv",
+                 "/api/reports/daily", "/api/panel/dashboard"):
         async with client.get(path, params={"department": "market"}, headers=head_edu) as r:
             assert r.status == 403, path
         async with client.get(path, params={"department": "edu"}, headers=head_edu) as r:

@@ -346,6 +346,37 @@ async def test_the_demo_prints_credentials_that_sign_in(rig):
     assert (await login(client, user="demo-head", password=again["demo-head"]))[0] == 200
 
 
+async def test_the_demo_serves_the_panel_and_its_printed_log_in_works(settings, sqlite_url):
+    """`callcenter demo`'s line: the panel's address and two accounts that sign in there."""
+    import re
+
+    import aiohttp
+
+    from callcenter.auth.demo import demo_access
+    from tests.fakepbx import free_port
+    settings.web = settings.web.model_copy(update={"port": free_port()})
+    app_obj = build(settings, sqlite_url, FixedClock(MONDAY_10))
+    await app_obj.start()
+    try:
+        line = await demo_access(app_obj)
+        base = f"http://127.0.0.1:{settings.web.port}"
+        assert f"面板：{base}/login" in line, line
+        accounts = dict(re.findall(r"用户 (\S+) 密码 ([^；。]+)", line))
+        assert set(accounts) == {"demo-agent", "demo-head"}
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:   # an IP host
+            for page in ("/login", "/agent", "/head"):
+                async with http.get(base + page) as r:
+                    assert r.status == 200 and "zh-CN" in await r.text()
+            for user, page in (("demo-agent", "/api/panel/agent"), ("demo-head", "/api/panel/dashboard")):
+                http.cookie_jar.clear()
+                async with http.post(base + "/api/login", json={"user": user, "password": accounts[user]}) as r:
+                    assert r.status == 200
+                async with http.get(base + page) as r:
+                    assert r.status == 200, await r.text()
+    finally:
+        await app_obj.stop()
+
+
 async def test_users_tokens_and_sessions_on_every_backend(settings, db_url):
     """The same rows and answers on SQLite and PostgreSQL (migration 0005), without HTTP."""
     from callcenter.auth import AuthError, Authenticator

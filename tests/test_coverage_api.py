@@ -145,7 +145,7 @@ async def test_live_picture(api):
     app, server, http = api
     status, body = await call(http, "GET", "/api/coverage/live")
     assert status == 200 and body == {"as_of": "2026-11-23T02:00:00+00:00", "posts": [{
-        "post": "market-1", "department": "market", "queue": "q-market", "state": "a_on",
+        "post": "market-1", "department": "market", "pbx": "pbx1", "queue": "q-market", "state": "a_on",
         "a": {"agent": "1001", "name": "张伟", "logged_in": True, "paused": False, "reachable": True,
               "available": True, "penalty": 0},
         "b": {"agent": "1002", "name": "王芳", "logged_in": False, "paused": False, "reachable": True,

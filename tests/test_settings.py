@@ -158,6 +158,8 @@ def test_the_same_queue_name_on_two_pbxes_may_belong_to_two_departments(tmp_path
     _edit(cfg, "callcenter.yaml", "    reconnect_max: 30\n", SECOND_PBX)
     _edit(cfg, "departments.yaml", "queues: [q-edu]", "queues: [{name: q-x, pbx: pbx1}]")
     _edit(cfg, "departments.yaml", "queues: [q-construction]", "queues: [{name: q-x, pbx: pbx2}]")
+    for dept in ("market", "housing", "science", "health", "medins", "office"):   # queues on every PBX:
+        _edit(cfg, "agents.yaml", f"department: {dept},", f"department: {dept}, pbx: pbx1,")  # a post names its PBX
     settings = load_settings(cfg)
     assert settings.directory().queue_department == {**settings.directory().queue_department,
                                                      ("pbx1", "q-x"): "edu", ("pbx2", "q-x"): "construction"}

@@ -59,11 +59,12 @@ async def demo_access(app) -> str:
         await web.start()
     except OSError as exc:
         log.info("demo: HTTP API not started: %s", exc)
-        served = f"HTTP API 未启动（{app.settings.web.host}:{app.settings.web.port} 不可用）"
+        served = f"面板与 HTTP API 未启动（{app.settings.web.host}:{app.settings.web.port} 不可用）"
     else:
         app.extras.append(web)                        # stopped with the app
         host, port = web.addresses[0][:2]
-        served = f"HTTP API：http://{host}:{port}/api（登录：POST /api/login）"
+        served = (f"面板：http://{host}:{port}/login（坐席面板 /agent，负责人看板 /head）；"
+                  f"HTTP API：http://{host}:{port}/api")
     users = await demo_users(app)
     accounts = "；".join(f"{what} 用户 {user} 密码 {password}" for user, password, what in users)
     return f"{served}。演示账号：{accounts or '无（未配置岗位）'}。"

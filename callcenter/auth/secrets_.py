@@ -2,6 +2,8 @@
 with SHA-256 (they are 32 random bytes: nothing to brute-force), and their generation."""
 from __future__ import annotations
 
+import base64
+import functools
 import hashlib
 import hmac
 import secrets
@@ -14,8 +16,13 @@ PREFIX_LENGTH = 11                   # "cc_" and 8 characters: enough to tell to
 MIN_PASSWORD, MAX_PASSWORD = 8, 1024
 
 _hasher = PasswordHasher()           # argon2id, the library's RFC 9106 low-memory profile
-# verified against when the user does not exist, so both answers take the same time
-_DUMMY = _hasher.hash(secrets.token_urlsafe(16))
+
+
+@functools.cache
+def _dummy() -> str:
+    """Verified against when the user does not exist, so both answers take the same time (made on
+    first use: hashing costs ~0.2 s, which every command would pay at import)."""
+    return _hasher.hash(secrets.token_urlsafe(16))
 
 
 def hash_password(password: str) -> str:
@@ -24,7 +31,7 @@ def hash_password(password: str) -> str:
 
 def verify_password(stored: str | None, password: str) -> bool:
     try:
-        return _hasher.verify(stored or _DUMMY, password) and stored is not None
+        return _hasher.verify(stored or _dummy(), password) and stored is not None
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 
@@ -37,6 +44,14 @@ def new_token() -> str:
 def new_secret() -> str:
     """A session id or CSRF token."""
     return secrets.token_urlsafe(32)
+
+
+def csrf_of(session: str) -> str:
+    """A session's CSRF token: derived from its id (32 random bytes, only ever in the HttpOnly
+    cookie), so GET /api/me can answer it again to a page loaded later; the database keeps only
+    its hash, like the session id's."""
+    mac = hmac.new(session.encode("utf-8", "surrogatepass"), b"callcenter csrf v1", hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode("ascii")
 
 
 def digest(secret: str) -> str:

@@ -51,6 +51,7 @@ class Authenticator:
         self.store = store
         self.web = web_settings
         self.clock = clock
+        secrets_._dummy()         # made now, so an unknown user's first log-in takes no longer than others
 
     # --- per request --------------------------------------------------------------------------
 
@@ -105,7 +106,8 @@ class Authenticator:
                 await conn.execute(delete(t.login_failures).where(f.at < since))
                 await conn.execute(insert(t.login_failures).values(at=now, user_id=user_id, address=address[:64]))
             raise AuthError("wrong user or password", 401, "login_failed")
-        session, csrf = secrets_.new_secret(), secrets_.new_secret()
+        session = secrets_.new_secret()
+        csrf = secrets_.csrf_of(session)                  # GET /api/me answers it again (the cookie's)
         async with self.store.begin() as conn:
             await conn.execute(delete(t.login_failures).where(f.user_id == user_id))
             await conn.execute(insert(t.web_sessions).values(

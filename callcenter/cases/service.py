@@ -45,7 +45,7 @@ class Cases(CasePipeline):
         self.settings = settings
         self.calendar = calendar
         self.clock = clock
-        self.presence = presence
+        self.presence = presence              # per_pbx (bootstrap.presence_picture): presence(pbx) is one PBX's
         self.gap_fallback = gap_fallback      # A/B coverage: where callers go when nobody is on duty
         self.directory = settings.directory()
         cfg = settings.cases
@@ -230,7 +230,7 @@ class Cases(CasePipeline):
                     pbx: str | None = None) -> rules.Route:
         """Where to send this caller: the owner of the open case if available, else the post's
         A or B (with the case shown), else the queue. One indexed lookup."""
-        department = department or (self.directory.department_of_hotline(hotline) if hotline else None)
+        department = department or (self.directory.department_of_hotline(hotline, pbx) if hotline else None)
         queue = self.directory.main_queue(department, pbx or "*") if department else None
         case_id = owner = None
         if department and caller_num:
@@ -241,7 +241,9 @@ class Cases(CasePipeline):
             if row is not None:
                 case_id, owner = row
         fallback = self.gap_fallback(department, pbx or "*") if department else None
-        return rules.route(department, queue, case_id, owner, self.presence(), self.posts.get(department or "", []),
+        per_pbx = pbx and getattr(self.presence, "per_pbx", False)      # judged on the call's PBX (issue 14)
+        picture = self.presence(pbx) if per_pbx else self.presence()
+        return rules.route(department, queue, case_id, owner, picture, self.posts.get(department or "", []),
                            fallback)
 
     # --- reads --------------------------------------------------------------------------------

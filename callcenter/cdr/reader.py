@@ -130,7 +130,7 @@ class CdrReconciler:
                 row, offset, _ = self.pending.pop(callid)
                 if callid in stored or self._known_elsewhere(callid):
                     continue
-                record = record_from(self.pbx, row, self.service.directory.department_of_hotline(row.dst))
+                record = record_from(self.pbx, row, self.service.directory.department_of_hotline(row.dst, self.pbx))
                 if record is None:
                     continue
                 ready.append(record)

@@ -51,11 +51,17 @@ class CoverageActions:
         log.info("coverage: post %s staffed again", c.post)
 
     async def _ami(self, pbx: str, fields: dict, wait: float = 5.0) -> bool:
-        """Send one action; a link coming up (the resync runs before it is marked connected) is
-        waited for briefly. A command lost to a dead link is planned again after the resync."""
+        return await self.send_action(pbx, fields, wait)
+
+    async def send_action(self, pbx: str, fields: dict, wait: float = 5.0, who: str = "coverage",
+                          logger: logging.Logger = log) -> bool:
+        """Send one action, only when this instance is active and the PBX's presence is known
+        (else one warning line, nothing sent, False); a link coming up (the resync runs before it
+        is marked connected) is waited for briefly. A command lost to a dead link is planned
+        again after the resync. The agent desk sends through here too (``who``: "desk")."""
         why = self.ready(pbx)
         if why is not None:
-            log.warning("coverage: %s; %s not sent", why, fields["Action"])
+            logger.warning("%s: %s; %s not sent", who, why, fields["Action"])
             return False
         client = self.service.clients.get(pbx)
         if client is not None and not client.connected.is_set():
@@ -64,7 +70,7 @@ class CoverageActions:
             except asyncio.TimeoutError:
                 pass
         if client is None or not client.connected.is_set():
-            log.warning("coverage: PBX %s not connected; %s not sent", pbx, fields["Action"])
+            logger.warning("%s: PBX %s not connected; %s not sent", who, pbx, fields["Action"])
             return False
         await client.action(fields)
         return True

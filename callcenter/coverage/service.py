@@ -29,16 +29,15 @@ PRESENCE_EVENTS = (ev.MemberState, ev.MemberRemoved, ev.DeviceStateChanged)
 
 
 def post_specs(settings) -> list[rules.PostSpec]:
+    """Each post on its own PBX (`Settings.post_pbx`: its `pbx`, its queue's, or the only one;
+    `config check` refuses a post that could be on several)."""
     agents = {a.id: a for a in settings.agents}
-    departments = {d.id: d for d in settings.departments}
-    default_pbx = settings.pbxes[0].id if settings.pbxes else "pbx1"
     specs = []
     for p in settings.posts:
-        dept = departments[p.department]
-        ref = next((q for q in dept.queues if p.queue in (None, q.name)), dept.queues[0])
+        pbx, queue = settings.post_pbx(p)
         specs.append(rules.PostSpec(
-            id=p.id, department=p.department, pbx=default_pbx if ref.pbx == "*" else ref.pbx,
-            queue=p.queue or ref.name, a=p.a, b=p.b, a_interface=agents[p.a].interfaces[0],
+            id=p.id, department=p.department, pbx=pbx,
+            queue=queue, a=p.a, b=p.b, a_interface=agents[p.a].interfaces[0],
             b_interface=agents[p.b].interfaces[0], a_name=agents[p.a].name, b_name=agents[p.b].name,
             b_activation=frozenset(p.b_activation), b_standby=p.b_standby,
             fallback=rules.Fallback(p.fallback.kind, p.fallback.post)))
@@ -113,7 +112,7 @@ class Coverage(CoverageActions):
             agents = {m.agent for m in self.service.presence.members.values()
                       if m.pbx == event.pbx and event.device in (m.state_interface, m.interface)}
         else:
-            agents = {self.service.directory.agent_of(event.interface, event.member_name)}
+            agents = {self.service.directory.agent_of(event.interface, event.member_name, event.pbx)}
         return None if None in agents else agents
 
     def on_leadership(self, active: bool) -> None:
@@ -137,7 +136,9 @@ class Coverage(CoverageActions):
         m = self.service.presence.seats.get((pbx, queue, agent))
         if m is None:
             return rules.NOT_LOGGED_IN
-        return rules.Seat(True, m.paused, m.unreachable_since is None, m.penalty, m.interface)
+        # a wrap-up pause (panel.wrapup.reason) counts as available, like being on a call
+        paused = m.paused and m.paused_reason != self.settings.panel.wrapup.reason
+        return rules.Seat(True, paused, m.unreachable_since is None, m.penalty, m.interface)
 
     def is_open(self, spec: rules.PostSpec) -> bool:
         """Coverage hours: the department's business hours on workdays, judged once per pass
@@ -205,17 +206,21 @@ class Coverage(CoverageActions):
     # --- agents' requests ---------------------------------------------------------------------
 
     async def request(self, agent: str, action: str, reason: str = "", override_by: str | None = None,
-                      override_reason: str = "", may_override=None) -> dict:
+                      override_reason: str = "", may_override=None, send: bool = True, guarded: bool = True) -> dict:
         """An agent asks to pause or log out. Refused (409) if a post would be left with nobody
         available in coverage hours, unless the department head overrides with a reason.
         `may_override(department)`: whether `override_by` heads that department (the web edge's
-        rule, callcenter/domain/access.py); by default the configured head's id."""
-        if action not in ("pause", "unpause", "logout"):
+        rule, callcenter/domain/access.py); by default the configured head's id. "login" adds the
+        agent to each of their posts' queues (A at penalty 0, B at the standby penalty); never
+        refused. The agent desk (agents/desk.py) checks the guard of a request it defers
+        with ``send=False`` and carries it out later with ``guarded=False``."""
+        if action not in ("pause", "unpause", "logout", "login"):
             raise TaskError(f"unknown action {action!r}", code="unknown_action")
         _check_request(agent, reason, override_by, override_reason)    # defence behind the web models
         if agent not in self.agents:
             raise TaskError(f"unknown agent {agent!r}", code="unknown_agent")
-        refused = None if action == "unpause" else self.board.refusal(agent, self.seat, self.is_open)
+        refused = None if action in ("unpause", "login") or not guarded else \
+            self.board.refusal(agent, self.seat, self.is_open)
         refusal = None
         if refused:
             post, refusal = refused
@@ -232,9 +237,13 @@ class Coverage(CoverageActions):
                     at=self.clock.now(), agent=agent, action=action, post=post, by=override_by,
                     reason=override_reason.strip(), refusal=refusal))
         sent = []
-        for post in self.board.by_agent.get(agent, ()):
+        for post in self.board.by_agent.get(agent, ()) if send else ():
             spec = self.board.specs[post]
             seat = self.seat(spec.pbx, spec.queue, agent)
+            if action == "login":
+                if not seat.logged_in and await self._ami(spec.pbx, self._login_fields(spec, agent)):
+                    sent.append({"post": post, "queue": spec.queue, "action": "QueueAdd"})
+                continue
             if not seat.logged_in:
                 continue
             fields = {"logout": {"Action": "QueueRemove", "Queue": spec.queue, "Interface": seat.interface},
@@ -246,13 +255,22 @@ class Coverage(CoverageActions):
                 sent.append({"post": post, "queue": spec.queue, "action": fields["Action"]})
         return {"agent": agent, "action": action, "sent": sent, "overridden": bool(refusal)}
 
+    def _login_fields(self, spec: rules.PostSpec, agent: str) -> dict:
+        """QueueAdd for an agent logging in to a post's queue, as the coverage service adds B."""
+        conf = self.agents[agent]
+        interface = spec.a_interface if agent == spec.a else spec.b_interface
+        return {"Action": "QueueAdd", "Queue": spec.queue, "Interface": interface,
+                "Penalty": rules.A_PENALTY if agent == spec.a else rules.B_PENALTY, "Paused": "false",
+                "MemberName": conf.member_names[0] if conf.member_names else conf.name,
+                "StateInterface": self.state_interface(agent, interface)}
+
     # --- reads --------------------------------------------------------------------------------
 
     def live(self) -> list[dict]:
         out = []
         for post, spec in self.board.specs.items():
             a, b = self.seat(spec.pbx, spec.queue, spec.a), self.seat(spec.pbx, spec.queue, spec.b)
-            out.append({"post": post, "department": spec.department, "queue": spec.queue,
+            out.append({"post": post, "department": spec.department, "pbx": spec.pbx, "queue": spec.queue,
                         "state": (self.board.state.get(post) or rules.PostState.CLOSED).value,
                         "a": {"agent": spec.a, "name": spec.a_name, "logged_in": a.logged_in, "paused": a.paused,
                               "reachable": a.reachable, "available": a.available, "penalty": a.penalty},
@@ -265,7 +283,8 @@ class Coverage(CoverageActions):
         ("post:<id>", that post's queue), ("pool", the department's queue) or ("callback", None)."""
         if not self.board.department_uncovered(department):
             return None
-        return self._fallback(next(s for s in self.board.specs.values() if s.department == department))
+        specs = [s for s in self.board.specs.values() if s.department == department]
+        return self._fallback(next((s for s in specs if s.pbx == pbx), specs[0]))   # the call's PBX's post first
 
     def _fallback(self, spec: rules.PostSpec) -> tuple[str, str | None]:
         if spec.fallback.kind == "post" and spec.fallback.post in self.board.specs:

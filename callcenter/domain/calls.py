@@ -221,7 +221,7 @@ class CallTracker(GapResync):
         stint.end, stint.answered_at = StintEnd.ANSWERED, e.at
         stint.left_at = stint.left_at or e.at
         stint.interface, stint.member_name = e.interface, e.member_name
-        stint.agent = self.directory.agent_of(e.interface, e.member_name)
+        stint.agent = self.directory.agent_of(e.interface, e.member_name, e.pbx)
 
     def _completed(self, e: ev.AgentCompleted):
         live = self._live(e.pbx, e.uniqueid, e.linkedid, e.at, create=False)
@@ -232,7 +232,7 @@ class CallTracker(GapResync):
                 stint.talk_seconds = float(e.talk_time)
                 if stint.agent is None and not stint.member_name:     # answered while the link was down
                     stint.interface, stint.member_name = e.interface, e.member_name
-                    stint.agent = self.directory.agent_of(e.interface, e.member_name)
+                    stint.agent = self.directory.agent_of(e.interface, e.member_name, e.pbx)
                 stint.completed_by = "transfer" if stint.transferred else e.reason
                 return
 
@@ -246,10 +246,10 @@ class CallTracker(GapResync):
             return
         if any(s.end is None for s in live.stints):
             return                                   # the Queue application ringing its members
-        agent = self.directory.agent_of_channel(e.dest_channel)
+        agent = self.directory.agent_of_channel(e.dest_channel, e.pbx)
         if agent is None:
             return
-        department = self.directory.department_of_hotline(live.hotline)
+        department = self.directory.department_of_hotline(live.hotline, live.pbx)
         stint = Stint(DIRECT, department, e.at, agent=agent, interface=e.dest_channel.split(";")[0])
         stint.rings = 1
         live.stints.append(stint)
@@ -281,7 +281,7 @@ class CallTracker(GapResync):
                     del self.spanned[next(iter(self.spanned))]
         if leg is None:
             return []            # not a hotline call (an agent's own call, a callback...)
-        department = self.directory.department_of_hotline(live.hotline)
+        department = self.directory.department_of_hotline(live.hotline, live.pbx)
         if department is None and live.stints:
             department = live.stints[0].department
         return [CallRecord(

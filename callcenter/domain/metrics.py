@@ -7,8 +7,9 @@ after-hours, not offered.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Callable
 
 from .directory import Directory
@@ -27,33 +28,44 @@ class MetricSettings:
 
 @dataclass
 class Figures:
+    """Counts and sums of one group of stints. Waits and talk times are summed as whole
+    microseconds (exact, so the SQL aggregates of callcenter/storage/report_queries.py give the
+    same sums in any order); `wait_total`/`talk_total` are those sums in seconds."""
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTS, 0))
     answered_within: dict[float, int] = field(default_factory=dict)
-    wait_total: float = 0.0
-    talk_total: float = 0.0
+    wait_us: int = 0
+    talk_us: int = 0
+
+    @property
+    def wait_total(self) -> float:
+        return self.wait_us / 1e6
+
+    @property
+    def talk_total(self) -> float:
+        return self.talk_us / 1e6
 
     def add(self, other: "Figures") -> None:
         for key, value in other.counts.items():
             self.counts[key] += value
         for key, value in other.answered_within.items():
             self.answered_within[key] = self.answered_within.get(key, 0) + value
-        self.wait_total += other.wait_total
-        self.talk_total += other.talk_total
+        self.wait_us += other.wait_us
+        self.talk_us += other.talk_us
 
     def count_stint(self, stint: Stint, settings: MetricSettings) -> None:
         c = self.counts
         c["offered"] += 1
-        wait = stint.wait_seconds or 0.0
+        wait = wait_micros(stint)
         if stint.end is StintEnd.ANSWERED:
             c["answered"] += 1
-            self.wait_total += wait
-            self.talk_total += stint.talk_seconds or 0.0
+            self.wait_us += wait
+            self.talk_us += talk_micros(stint.talk_seconds)
             for threshold in settings.service_level_seconds:
-                if wait <= threshold:
+                if wait <= micros_at_most(threshold):
                     self.answered_within[threshold] = self.answered_within.get(threshold, 0) + 1
         elif stint.end is StintEnd.ABANDONED:
             c["abandoned"] += 1
-            if wait < settings.short_abandon_seconds:
+            if wait <= micros_below(settings.short_abandon_seconds):
                 c["short_abandoned"] += 1
         elif stint.end is StintEnd.TIMED_OUT:
             c["timed_out"] += 1
@@ -61,6 +73,21 @@ class Figures:
             c["no_agent"] += 1
         else:
             c["unknown"] += 1
+
+    def add_group(self, g: "StintGroup") -> None:
+        """Add a group of stints counted by SQL (all inside business hours)."""
+        c = self.counts
+        c["offered"] += g.stints
+        c["answered"] += g.answered
+        c["abandoned"] += g.abandoned
+        c["short_abandoned"] += g.short_abandoned
+        c["timed_out"] += g.timed_out
+        c["no_agent"] += g.no_agent
+        c["unknown"] += g.stints - g.answered - g.abandoned - g.timed_out - g.no_agent
+        for threshold, n in zip(g.thresholds, g.answered_within):
+            self.answered_within[threshold] = self.answered_within.get(threshold, 0) + n
+        self.wait_us += g.wait_us
+        self.talk_us += g.talk_us
 
     def as_dict(self, settings: MetricSettings) -> dict:
         c = self.counts
@@ -78,6 +105,135 @@ class Figures:
 
 def _rate(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole > 0 else None
+
+
+# --- waits and talk times in whole microseconds (shared with the SQL aggregates) -------------
+
+def wait_micros(stint: Stint) -> int:
+    """The stint's wait (docs/metrics.md: until answered, else until it left; 0 if neither is
+    known; never negative) in microseconds: `Stint.wait_seconds` without float rounding."""
+    until = stint.answered_at or stint.left_at
+    if until is None:
+        return 0
+    return max(0, (until - stint.entered_at) // timedelta(microseconds=1))
+
+
+def talk_micros(talk_seconds: float | None) -> int:
+    """A stored talk time in microseconds: x * 1e6 + 0.5, truncated (SQL computes the same)."""
+    return int(talk_seconds * 1e6 + 0.5) if talk_seconds else 0
+
+
+def micros_at_most(seconds: float) -> int:
+    """The largest m with m / 1e6 <= seconds: `wait_seconds <= seconds` iff micros <= this."""
+    m = math.floor(seconds * 1e6)
+    while (m + 1) / 1e6 <= seconds:
+        m += 1
+    while m / 1e6 > seconds:
+        m -= 1
+    return m
+
+
+def micros_below(seconds: float) -> int:
+    """The largest m with m / 1e6 < seconds: `wait_seconds < seconds` iff micros <= this."""
+    m = micros_at_most(seconds)
+    while m / 1e6 >= seconds:
+        m -= 1
+    return m
+
+
+# --- the same figures from per-group counts (SQL aggregates) ---------------------------------
+
+@dataclass(frozen=True)
+class StintGroup:
+    """Stints of the day's calls counted together: same (pbx, queue, department), whether each
+    is its call's last stint and whether it is after-hours (the call's flag, or entered outside
+    its department's business hours). Counts as in `Figures.count_stint`."""
+    pbx: str
+    queue: str
+    department: str | None
+    last: bool
+    after_hours: bool
+    stints: int
+    answered: int = 0
+    abandoned: int = 0
+    short_abandoned: int = 0
+    timed_out: int = 0
+    no_agent: int = 0
+    thresholds: tuple[float, ...] = ()
+    answered_within: tuple[int, ...] = ()
+    wait_us: int = 0
+    talk_us: int = 0
+
+
+@dataclass(frozen=True)
+class IvrGroup:
+    """The day's calls without a stint, counted together by what decides their row and cause:
+    (pbx, ivr_queue, department, hotline), whether the outcome is after_hours, and for each
+    hours profile whether the call started inside its business hours (`open_by_profile`)."""
+    pbx: str
+    ivr_queue: str
+    department: str | None
+    hotline: str
+    after_hours_outcome: bool
+    open_by_profile: tuple[bool, ...]
+    calls: int
+
+
+class Ambiguous(Exception):
+    """(pbx, queue) rows met with several departments: the row gets the department of its first
+    stint or call in call order, which grouped counts do not keep. `keys` are those rows; the
+    caller finds their first department and passes it as `first_department`."""
+
+    def __init__(self, keys: set[tuple[str, str]]):
+        super().__init__(sorted(keys))
+        self.keys = keys
+
+
+def ivr_row(i: IvrGroup, directory: Directory) -> tuple[str, str | None]:
+    """The (queue, department) row of a call without a stint, as `daily_figures` chooses it."""
+    queue = i.ivr_queue or (directory.main_queue(i.department, i.pbx) if i.department else None)
+    queue = queue or f"hotline:{i.hotline or '?'}"
+    return queue, directory.department_of_queue(i.pbx, queue) or i.department
+
+
+def grouped_figures(stint_groups: list[StintGroup], ivr_groups: list[IvrGroup], directory: Directory,
+                    profile_of: Callable[[str | None], int],
+                    first_department: dict[tuple[str, str], str | None] | None = None) -> DailyFigures:
+    """`daily_figures` from grouped counts; `profile_of(department)` is the index of the
+    department's business-hours profile in `IvrGroup.open_by_profile`. Raises `Ambiguous` when
+    a row met with several departments is not in `first_department`."""
+    queues: dict[tuple[str, str], Figures] = {}
+    seen: dict[tuple[str, str], set] = {}
+    rows = [ivr_row(i, directory) for i in ivr_groups]
+    for (queue, dept), i in zip(rows, ivr_groups):
+        seen.setdefault((i.pbx, queue), set()).add(dept)
+    for g in stint_groups:
+        seen.setdefault((g.pbx, g.queue), set()).add(g.department)
+    first_department = first_department or {}
+    unresolved = {k for k, depts in seen.items() if len(depts) > 1 and k not in first_department}
+    if unresolved:
+        raise Ambiguous(unresolved)
+    departments = {k: first_department[k] if len(depts) > 1 else next(iter(depts)) for k, depts in seen.items()}
+    totals = Figures()
+
+    def figures(pbx: str, queue: str) -> Figures:
+        return queues.setdefault((pbx, queue), Figures())
+
+    for (queue, dept), i in zip(rows, ivr_groups):
+        key = "after_hours" if (i.after_hours_outcome or not i.open_by_profile[profile_of(dept)]) else "ivr_abandoned"
+        figures(i.pbx, queue).counts[key] += i.calls
+        totals.counts[key] += i.calls
+    for g in stint_groups:
+        f = figures(g.pbx, g.queue)
+        if g.after_hours:
+            f.counts["after_hours"] += g.stints
+            if g.last:
+                totals.counts["after_hours"] += g.stints
+            continue
+        f.add_group(g)
+        if g.last:
+            totals.add_group(g)
+    return DailyFigures(queues, departments, totals)
 
 
 @dataclass
@@ -182,6 +338,25 @@ def task_figures(facts: list[TaskFact], start: datetime, end: datetime, now: dat
     return out
 
 
+def task_figures_from_groups(created: list[tuple], closures: list[tuple]
+                             ) -> dict[tuple[str, str | None, str], TaskFigures]:
+    """`task_figures` from SQL aggregates: `created` rows (pbx, queue, department, created,
+    contacted_in_time, overdue) of the tasks first missed that day, `closures` rows (pbx, queue,
+    department, closure, count) of the tasks closed that day (closure may be empty: the row
+    still exists, as a task closed without an outcome makes one in `task_figures`)."""
+    out: dict[tuple[str, str | None, str], TaskFigures] = {}
+    for pbx, queue, department, n, in_time, overdue in created:
+        f = out.setdefault((pbx, queue, department), TaskFigures())
+        f.created += n
+        f.contacted_in_time += in_time
+        f.overdue += overdue
+    for pbx, queue, department, closure, n in closures:
+        f = out.setdefault((pbx, queue, department), TaskFigures())
+        if closure:
+            f.closures[closure] = f.closures.get(closure, 0) + n
+    return out
+
+
 # --- first-ask cases ------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -226,8 +401,19 @@ def case_figures(facts: list[CaseFact], pending_wrapups: dict[str, int], start: 
             d["resolved_in_time"] += in_time
         if f.status == "open" and f.deadline is not None and f.deadline < min(now, end):
             d["cases_overdue"] += 1
+    return finish_case_figures(out, pending_wrapups, escalation_target)
+
+
+CASE_COUNTS = ("cases_opened", "resolved_first_contact", "resolved_in_time", "cases_overdue", "cases_closed",
+               "escalated_12345", "out_of_scope", "knowledge_gaps", "cases_due", "wrapup_pending")
+
+
+def finish_case_figures(out: dict[str, dict], pending_wrapups: dict[str, int], escalation_target: float
+                        ) -> dict[str, dict]:
+    """Per department: the counts of `case_figures` (or the same counts from SQL aggregates:
+    callcenter/storage/report_queries.py) with the pending wrap-ups and the rates added."""
     for department, count in pending_wrapups.items():
-        dept(department)["wrapup_pending"] = count
+        out.setdefault(department, dict.fromkeys(CASE_COUNTS, 0))["wrapup_pending"] = count
     for d in out.values():
         d["resolution_rate"] = _rate(d["resolved_in_time"], d["cases_due"])
         d["first_contact_resolution_rate"] = _rate(d["resolved_first_contact"], d["cases_opened"])

@@ -87,7 +87,7 @@ class PresenceTracker:
         member = self.members.get(key)
         if member is None:
             member = self.members[key] = Member(
-                e.pbx, e.queue, e.interface, e.member_name, self.directory.agent_of(e.interface, e.member_name),
+                e.pbx, e.queue, e.interface, e.member_name, self.directory.agent_of(e.interface, e.member_name, e.pbx),
                 e.state_interface, e.penalty, e.at)
             if member.agent is not None:
                 self.seats[(e.pbx, e.queue, member.agent)] = member

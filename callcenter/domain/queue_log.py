@@ -202,8 +202,8 @@ class QueueLogCalls:
 
 # --- the rules --------------------------------------------------------------------------------
 
-def _agent(directory: Directory, names: dict[str, str], member_name: str) -> str | None:
-    return directory.agent_of("", member_name) or names.get(member_name)
+def _agent(directory: Directory, names: dict[str, str], member_name: str, pbx: str) -> str | None:
+    return directory.agent_of("", member_name, pbx) or names.get(member_name)
 
 
 def _stint(pbx: str, q: QueueStint, directory: Directory, names: dict[str, str]) -> Stint:
@@ -212,7 +212,7 @@ def _stint(pbx: str, q: QueueStint, directory: Directory, names: dict[str, str])
     return Stint(
         queue=q.queue, department=directory.department_of_queue(pbx, q.queue), entered_at=q.entered_at,
         left_at=until, answered_at=until if answered else None, end=q.end or StintEnd.UNKNOWN,
-        agent=_agent(directory, names, q.member_name) if q.member_name else None, member_name=q.member_name,
+        agent=_agent(directory, names, q.member_name, pbx) if q.member_name else None, member_name=q.member_name,
         talk_seconds=None if q.talk is None else float(q.talk), completed_by=q.completed_by,
         transferred=q.transferred, rings=q.rings, no_answers=list(q.no_answers))
 
@@ -249,7 +249,7 @@ def reconcile(record: CallRecord, call: QueueCall | None, directory: Directory,
             matched.add(len(stints) - 1)
             continue
         matched.add(index)
-        _fill(stints[index], q, directory, names)
+        _fill(stints[index], q, directory, names, record.pbx)
     stints.sort(key=lambda s: s.entered_at)
     if not record.reconciled and [_facts(s) for s in stints] == before:
         return record
@@ -264,7 +264,7 @@ def _facts(s: Stint) -> tuple:
     return (s.queue, s.end, s.agent, s.member_name, s.talk_seconds, s.left_at, s.answered_at)
 
 
-def _fill(s: Stint, q: QueueStint, directory: Directory, names: dict[str, str]) -> None:
+def _fill(s: Stint, q: QueueStint, directory: Directory, names: dict[str, str], pbx: str) -> None:
     if q.end is not None and q.end is not StintEnd.UNKNOWN and s.end is not q.end:
         s.end = q.end                   # queue_log's ending; times from our join + its figures
         until = s.entered_at + timedelta(seconds=q.hold) if q.hold is not None else q.until
@@ -282,7 +282,7 @@ def _fill(s: Stint, q: QueueStint, directory: Directory, names: dict[str, str]) 
         if not s.member_name and q.member_name:
             s.member_name = q.member_name
         if s.agent is None and s.member_name:
-            s.agent = _agent(directory, names, s.member_name)
+            s.agent = _agent(directory, names, s.member_name, pbx)
     s.completed_by = s.completed_by or q.completed_by
     s.transferred = s.transferred or q.transferred
     s.rings = max(s.rings, q.rings)

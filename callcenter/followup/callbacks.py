@@ -90,7 +90,8 @@ class Callbacks:
             raise TaskError(f"PBX {pbx} is not connected", 503)
         key = f"{KEY_PREFIX}{task_id}-{len(task['callbacks']) + 1}"
         now = self.followup.clock.now()
-        hotline = (self.hotlines.get(task["department"]) or [""])[0]
+        hotline = next((h for h in self.hotlines.get(task["department"], [])       # the task's PBX's hotline
+                        if getattr(h, "pbx", "*") in ("*", pbx)), (self.hotlines.get(task["department"]) or [""])[0])
         fields = {
             "Channel": self.interfaces[agent][0], "Context": self.cfg.context,
             "Exten": f"{self.cfg.dial_prefix}{task['caller_num']}", "Priority": 1,
@@ -140,7 +141,7 @@ class Callbacks:
                 task_id = (await conn.execute(select(t.tasks.c.id).where(
                     t.tasks.c.caller_num == number, t.tasks.c.status == "open").order_by(t.tasks.c.deadline)
                     .limit(1))).scalar()
-                agent = self.followup.directory.agent_of(_interface(r.channel, self.interfaces))
+                agent = self.followup.directory.agent_of(_interface(r.channel, self.interfaces), pbx=r.pbx)
                 await conn.execute(self.store._insert(t.callback_attempts).on_conflict_do_nothing(), [{
                     "key": r.key, "task_id": task_id, "pbx": r.pbx, "agent": agent,
                     "number": number, "requested_at": r.started_at, "result": "pending", "reason_code": ""}])

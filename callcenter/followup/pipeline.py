@@ -176,7 +176,8 @@ class TaskPipeline:
     def _task_row(self, d: rules.OpenNew, now: datetime, owner: str | None) -> dict:
         """A new task's row (version 2: its miss and its assignment are events 1 and 2)."""
         deadline = self.calendar.add_workdays(d.miss.at, self.policy.contact_workdays, self.windows(d.department))
-        who = rules.assign(d.department, d.caller_num, self.posts, lambda number, department: owner, self.available)
+        who = rules.assign(d.department, d.caller_num, self.posts, lambda number, department: owner,
+                           self.available_for(d.department))
         queue = d.miss.queue or self.directory.main_queue(d.department, d.miss.pbx)
         return dict(
             caller_num=d.caller_num, department=d.department, pbx=d.miss.pbx, queue=queue, status="open",

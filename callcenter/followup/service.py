@@ -61,19 +61,31 @@ class FollowUp(TaskPipeline):
         self.settings = settings
         self.calendar = calendar
         self.clock = clock
-        self.available = available
+        self.available = available              # per_pbx (bootstrap.agent_available): available(agent, pbx)
         self.owner_of = owner_of or _no_owner   # the caller's case owner (callcenter/cases)
         self.owners_of = owners_of              # the same for many callers at once: (conn, numbers) -> {(number, department): owner}
         self.policy = policy_from(settings)
         self.directory = settings.directory()
         posts: dict[str, list[tuple[str, str]]] = {}
+        self.post_pbxes: dict[tuple[str, str], set[str]] = {}     # (department, agent) -> its posts' PBXes
         for post in settings.posts:
             posts.setdefault(post.department, []).append((post.a, post.b))
+            pbx = settings.post_pbx(post)[0]
+            for agent in (post.a, post.b):
+                self.post_pbxes.setdefault((post.department, agent), set()).add(pbx)
         self.posts = rules.Posts(posts)
         self.tasks_opened = 0
 
     def windows(self, department: str | None):
         return tuple((w.start, w.end) for w in self.settings.hours_of(department))
+
+    def available_for(self, department: str) -> Callable[[str], bool]:
+        """Whether a post's agent is available to take a task: on the PBX of their post in the
+        department (issue 14) when `available` can tell PBXes apart, else anywhere."""
+        available = self.available
+        if not getattr(available, "per_pbx", False):
+            return available
+        return lambda agent: any(available(agent, pbx) for pbx in self.post_pbxes.get((department, agent), ()) if pbx)
 
     # --- calls to tasks -----------------------------------------------------------------------
 
@@ -176,9 +188,11 @@ class FollowUp(TaskPipeline):
             raise await self._conflict(exc, task_id) from None
         return await self.get(task_id)
 
-    async def assign_to(self, task_id: int, agent: str | None, by: str, version: int | None = None) -> dict:
+    async def assign_to(self, task_id: int, agent: str | None, by: str, version: int | None = None,
+                        reason: str = "") -> dict:
         """Compare-and-set on the task's version: `version` as given, else as read when the
-        request began; concurrent reassignments: one wins, the others get 409 with the task."""
+        request began; concurrent reassignments: one wins, the others get 409 with the task.
+        `reason` (optional): why the task changes hands, kept in its history entry."""
         if agent is not None and agent not in self.directory.agent_names:
             raise TaskError(f"unknown agent {agent!r}", code="unknown_agent")
         task = await self.get(task_id)
@@ -191,7 +205,8 @@ class FollowUp(TaskPipeline):
                     raise TaskError(f"task {task_id} changed meanwhile (expected version {expected})",
                                     409, "version_conflict")
                 await self._event(conn, task_id, self.clock.now(), "assigned", None, None,
-                                  {"agent": agent, "by": by}, version=new)
+                                  {"agent": agent, "by": by, **({"reason": reason} if reason else {})},
+                                  version=new)
         except TaskError as exc:
             raise await self._conflict(exc, task_id) from None
         return await self.get(task_id)

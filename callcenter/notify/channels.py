@@ -1,4 +1,5 @@
-"""Delivery channels behind one interface: ``await channel.send(recipient, subject, body)``.
+"""Delivery channels behind one interface: ``await channel.send(recipient, subject, body)`` (the
+panel's channel, callcenter/notify/panel.py, is re-exported here).
 
 A channel raises when it could not hand the message over; the `Notifier` records the error and
 retries later. ``recipient`` is whatever the channel addresses: an agent id or ``head:<dept>``
@@ -12,7 +13,6 @@ import functools
 import logging
 import re
 import smtplib
-from collections import deque
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Protocol, runtime_checkable
@@ -21,6 +21,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
 from ..domain.validation import mask_number
+from .panel import PanelChannel
 
 log = logging.getLogger(__name__)
 
@@ -33,39 +34,7 @@ class Channel(Protocol):
 
 
 # --- panel ------------------------------------------------------------------------------------
-
-class PanelChannel:
-    """In-memory broadcaster for the web panel: every subscriber gets its own queue.
-
-    A subscriber that does not keep up loses its oldest messages, never blocks the sender. The
-    last ``history`` messages are kept for a panel that connects later (``recent``).
-    """
-
-    def __init__(self, history: int = 200, queue_size: int = 100):
-        self.queue_size = queue_size
-        self.recent: deque[dict] = deque(maxlen=history)
-        self._subscribers: list[asyncio.Queue] = []
-
-    def subscribe(self) -> asyncio.Queue:
-        queue: asyncio.Queue = asyncio.Queue(maxsize=self.queue_size)
-        self._subscribers.append(queue)
-        return queue
-
-    def unsubscribe(self, queue: asyncio.Queue) -> None:
-        if queue in self._subscribers:
-            self._subscribers.remove(queue)
-
-    @property
-    def subscribers(self) -> int:
-        return len(self._subscribers)
-
-    async def send(self, recipient: str, subject: str, body: str) -> None:
-        message = {"recipient": recipient, "subject": subject, "body": body}
-        self.recent.append(message)
-        for queue in list(self._subscribers):
-            if queue.full():
-                queue.get_nowait()                       # drop the oldest for a slow panel
-            queue.put_nowait(message)
+# PanelChannel lives in callcenter/notify/panel.py (stored, pushed live, shown and acknowledged).
 
 
 # --- SMS through Twilio -----------------------------------------------------------------------

@@ -7,6 +7,11 @@ sends and marks the row ``sent``, or ``failed`` with the error. `retry_failed` t
 back one by one with an atomic ``UPDATE ... WHERE status = 'failed'`` and sends them again, or
 marks them ``expired`` when the caller says they are no longer wanted.
 
+A channel that confirms delivery itself (the panel: `PanelChannel.confirms_delivery`) gets the
+row's id with the message, and its row is marked ``queued`` instead of ``sent``: the panel
+marks it ``sent`` when it showed it (callcenter/notify/panel.py). `retry_failed` never touches a
+queued row.
+
 The price of "never twice" is that a process killed between the claim and the send leaves the
 row ``claimed`` and the message unsent; such rows are listed by `stuck` for an operator.
 
@@ -53,8 +58,11 @@ class Notifier:
 
     async def _write_held(self, item: dict) -> bool:
         if item["op"] == "mark":
+            where = [N.id == item["id"]]
+            if item.get("only_if"):                   # queued: only if a panel has not shown it already
+                where.append(N.status == item["only_if"])
             async with self.store.begin() as conn:
-                await conn.execute(update(t.notifications).where(N.id == item["id"]).values(**item["values"]))
+                await conn.execute(update(t.notifications).where(*where).values(**item["values"]))
             return True
         return await self._notify(item["key"], item["channel"], item["recipient"], item["subject"], item["body"],
                                   item["at"])
@@ -70,7 +78,7 @@ class Notifier:
                 row_id = result.inserted_primary_key[0]
         except IntegrityError:
             return False                          # another instance, or an earlier run, has it
-        return await self._deliver(row_id, key, channel, recipient, subject, body)
+        return await self._deliver(row_id, key, channel, recipient, subject, body, at)
 
     async def already(self, keys: list[str]) -> set[str]:
         """The keys among ``keys`` that have a row (claimed, sent or failed)."""
@@ -106,7 +114,7 @@ class Notifier:
             if claimed.rowcount != 1:
                 continue                          # another instance is retrying it
             if await self._deliver(row["id"], row["key"], row["channel"], row["recipient"],
-                                   row["subject"], row["body"]):
+                                   row["subject"], row["body"], row["created_at"]):
                 delivered += 1
         return delivered
 
@@ -124,9 +132,14 @@ class Notifier:
         return dict(row) if row else None
 
     async def _deliver(self, row_id: int, key: str, channel: str, recipient: str, subject: str,
-                       body: str) -> bool:
+                       body: str, created_at: datetime | None = None) -> bool:
+        target = self.channels[channel]
+        confirms = getattr(target, "confirms_delivery", False)
         try:
-            await self.channels[channel].send(recipient, subject, body)
+            if confirms:
+                await target.send(recipient, subject, body, id=row_id, key=key, created_at=created_at)
+            else:
+                await target.send(recipient, subject, body)
         except Exception as exc:                  # any channel failure is recorded, never raised
             error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR]
             log.warning("notification %s via %s to %s failed: %s", key, channel, mask_numbers(recipient),
@@ -134,9 +147,15 @@ class Notifier:
             await self._mark(row_id, status="failed", error=error)
             self.failed += 1
             return False
-        await self._mark(row_id, status="sent", error="", sent_at=self.clock.now())
+        if confirms:                              # sent once a panel showed it
+            await self._mark(row_id, status="queued", error="", _only_if="claimed")
+        else:
+            await self._mark(row_id, status="sent", error="", sent_at=self.clock.now())
         self.sent += 1
         return True
 
-    async def _mark(self, row_id: int, **values) -> None:
-        await self.held.write({"op": "mark", "id": row_id, "values": values})
+    async def _mark(self, row_id: int, _only_if: str | None = None, **values) -> None:
+        item = {"op": "mark", "id": row_id, "values": values}
+        if _only_if:
+            item["only_if"] = _only_if
+        await self.held.write(item)

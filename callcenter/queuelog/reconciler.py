@@ -86,7 +86,7 @@ class QueueLogReconciler:
             (event,) if isinstance(event, ev.MemberState) else ())
         for m in members:
             if m.pbx == self.pbx and m.member_name:
-                agent = self.directory.agent_of(m.interface, m.member_name)
+                agent = self.directory.agent_of(m.interface, m.member_name, m.pbx)
                 if agent:
                     self.names[m.member_name] = agent
 

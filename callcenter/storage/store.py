@@ -16,8 +16,6 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import event, false, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -45,16 +43,25 @@ def async_url(url: str) -> str:
 
 
 class Store:
-    def __init__(self, url: str = DEFAULT_URL, clock=None, options=None):
-        """``options``: the `database:` settings (callcenter/settings.py DatabaseSettings)."""
+    def __init__(self, url: str = DEFAULT_URL, clock=None, options=None, read_only: bool = False):
+        """``options``: the `database:` settings (callcenter/settings.py DatabaseSettings).
+        ``read_only`` (reports): SQLite is opened with ``mode=ro`` and ``query_only``, so it never
+        takes the write lock and a missing file is an error, not a new database; PostgreSQL
+        sessions are read-only transactions. Such a store is never migrated (`schema_status`)."""
         from ..settings import DatabaseSettings
         self.clock = clock or SystemClock()
         self.options = options = options or DatabaseSettings()
+        self.read_only = read_only
         self.url = async_url(url)
+        if read_only and self.url.startswith("sqlite+aiosqlite:///") and "mode=ro" not in self.url:
+            path = self.url[len("sqlite+aiosqlite:///"):]
+            self.url = f"sqlite+aiosqlite:///file:{path}{'&' if '?' in path else '?'}mode=ro&uri=true"
         self.health = DatabaseHealth(self.clock, options.stall_seconds)
         kwargs: dict = {"pool_timeout": options.pool_timeout, "pool_pre_ping": True}
         if self.url.startswith("postgresql+asyncpg"):
             kwargs["connect_args"] = {"timeout": options.connect_timeout, "command_timeout": options.statement_timeout}
+            if read_only:       # jit off: compiling a report's aggregates took PostgreSQL 15 ~2 s
+                kwargs["connect_args"]["server_settings"] = {"default_transaction_read_only": "on", "jit": "off"}
         # hide_parameters: no log level or error message ever shows SQL parameters (callers' numbers)
         self.engine: AsyncEngine = create_async_engine(self.url, hide_parameters=True, **kwargs)
         self.dialect = self.engine.dialect.name
@@ -62,7 +69,8 @@ class Store:
         self._writer = self.engine.execution_options(immediate=True)
         if self.dialect == "sqlite":
             busy = int(options.busy_timeout * 1000)
-            event.listen(self.engine.sync_engine, "connect", lambda c, r: _sqlite_pragmas(c, r, busy))
+            event.listen(self.engine.sync_engine, "connect",
+                         lambda c, r: _sqlite_pragmas(c, r, busy, read_only=read_only))
             event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
 
     @asynccontextmanager
@@ -103,7 +111,25 @@ class Store:
             return False
         return True
 
+    async def schema_status(self) -> tuple[str | None, str]:
+        """(the database's Alembic revision, None if it has none; the revision this code expects:
+        the newest file in migrations/versions, named after its revision), read without writing
+        anything and without importing Alembic (a report starts faster)."""
+        head = max(p.name.split("_", 1)[0] for p in (MIGRATIONS / "versions").glob("[0-9]*_*.py"))
+        async with self.engine.connect() as conn:
+            def current(sync_conn):
+                from sqlalchemy import inspect
+                if not inspect(sync_conn).has_table("alembic_version"):
+                    return None
+                return sync_conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+            return await conn.run_sync(current), head
+
     async def migrate(self) -> None:
+        if self.read_only:
+            raise RuntimeError("a read-only store is never migrated")
+        from alembic import command
+        from alembic.config import Config
+
         def upgrade(connection) -> None:
             cfg = Config()
             cfg.set_main_option("script_location", str(MIGRATIONS))
@@ -329,11 +355,15 @@ def _sqlite_begin(connection) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def _sqlite_pragmas(dbapi_connection, _record, busy_ms: int = 5000, foreign_keys: bool = True) -> None:
+def _sqlite_pragmas(dbapi_connection, _record, busy_ms: int = 5000, foreign_keys: bool = True,
+                    read_only: bool = False) -> None:
     dbapi_connection.isolation_level = None        # transactions are begun by _sqlite_begin
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    if read_only:                                  # no journal-mode change (a write): reads only
+        cursor.execute("PRAGMA query_only=ON")
+    else:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
     cursor.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
     cursor.close()

@@ -14,11 +14,12 @@ from .schema.auth import users, api_tokens, web_sessions, login_failures
 from .schema.checkpoints import checkpoints, observation_windows
 from .schema.queue_log import queue_log_positions
 from .schema.cdr import cdr_positions
+from .schema.panel import PANEL_COLUMNS                 # notifications.shown_at, acked_at, acked_by (0010)
 
 __all__ = [
     "UTCDateTime", "metadata", "calls", "stints", "agent_sessions", "tasks", "task_events",
     "skipped_misses", "callback_attempts", "notifications", "cases", "case_calls", "case_events",
     "coverage_incidents", "coverage_overrides", "call_failures", "users", "api_tokens",
     "web_sessions", "login_failures", "checkpoints", "observation_windows", "queue_log_positions",
-    "cdr_positions",
+    "cdr_positions", "PANEL_COLUMNS",
 ]

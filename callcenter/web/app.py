@@ -39,6 +39,14 @@ def setup_routes(app: web.Application) -> None:
     tasks_api.setup_routes(app)
     cases_api.setup_routes(app)
     from . import coverage_api; coverage_api.setup_routes(app)   # noqa: E702  /api/coverage/*, agents' pause/logout
+    from . import notifications_api, lost_api, reports_api   # the panel's notifications, lost calls, caller history, report
+    notifications_api.setup_routes(app)
+    lost_api.setup_routes(app)
+    reports_api.setup_routes(app)
+    from agents import pages; pages.setup_routes(app)   # noqa: E702  the panel's pages and static files
+    from agents.live import api as live_api, ws as live_ws   # the panel's WebSocket /api/live and its REST twins
+    live_ws.setup_routes(app)
+    live_api.setup_routes(app)
 
 
 async def health(request: web.Request) -> web.Response:
@@ -56,6 +64,8 @@ async def health(request: web.Request) -> web.Response:
         "parked_calls": app_obj.after_commit.parked,     # poison calls (callcenter/aftercommit.py)
         # more than one instance: whether this one sends AMI actions and runs the scheduler
         "active": app_obj.leadership.active if app_obj.leadership is not None else True,
+        # panel notifications queued over 30 minutes that no panel has shown (callcenter/notify/panel.py)
+        "panel_unseen": getattr(getattr(app_obj.panel, "watch", None), "count", None),
     })
 
 

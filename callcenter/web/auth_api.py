@@ -2,13 +2,15 @@
 
 Log-in takes ``{"user", "password"}`` and answers ``{"user": ..., "csrf_token": ...}`` with the
 session cookie (HttpOnly, SameSite=Strict, Path=/api; Secure over TLS or behind a proxy). Every
-state change made with the cookie sends the CSRF token back as ``X-CSRF-Token``.
+state change made with the cookie sends the CSRF token back as ``X-CSRF-Token``; ``GET /api/me``
+answers it again (``csrf_token``) to a page loaded later (it is derived from the session id).
 """
 from __future__ import annotations
 
 from aiohttp import web
 
 from ..auth import AuthError
+from ..auth.secrets_ import csrf_of
 from .app import APP
 from .errors import ApiError, json_response
 from .models import Login, body
@@ -47,4 +49,11 @@ async def logout(request: web.Request) -> web.Response:
 
 
 async def me(request: web.Request) -> web.Response:
-    return json_response(identity(request).to_dict())
+    """Who is signed in; with a session cookie also its ``csrf_token`` (a page loaded after the
+    log-in needs it for its state changes)."""
+    who = identity(request)
+    data = who.to_dict()
+    cookie = request.cookies.get(COOKIE)
+    if who.via == "session" and cookie and "Authorization" not in request.headers:
+        data["csrf_token"] = csrf_of(cookie)
+    return json_response(data)

@@ -144,7 +144,7 @@ async def _route(request: web.Request) -> Route:
         raise ApiError(400, "invalid_parameter", f"department: unknown department {q.department!r}",
                        parameter="department", field="department")
     if who.role is access.Role.HEAD:
-        department = q.department or app_obj.cases.directory.department_of_hotline(q.hotline)
+        department = q.department or app_obj.cases.directory.department_of_hotline(q.hotline, q.pbx)
         if department is not None and department not in who.departments:
             raise forbidden(f"department {department!r} is not one of yours")
     return await app_obj.cases.route(caller_num=q.caller, hotline=q.hotline, department=q.department, pbx=q.pbx)

@@ -10,9 +10,10 @@ sessions of that day plus what the running service still holds: sessions not yet
 the ones still open, counted up to now. Business time after now is not counted, so today's
 figures are "so far". Refusals are `ApiError`s, answered by the `json_errors` middleware.
 
-``POST /api/agents/{agent}/pause|unpause|logout`` with ``{"reason"?, "override"?: {"reason"}}`` (the
-agent themself, or a head of their department; the head who overrides is the one signed in)
-parses the body and calls `Coverage.request`; its refusals are `TaskError`s with a code
+``POST /api/agents/{agent}/pause|unpause|logout|login|ready|extend`` with ``{"reason"?, "override"?:
+{"reason"}}`` (the agent themself, or a head of their department; the head who overrides is the one
+signed in) parses the body and calls `AgentDesk.request` (which guards through `Coverage.request`;
+a pause or logout during a call is deferred); its refusals are `TaskError`s with a code
 (``coverage_guard`` 409, ``not_head`` 403, ``reason_required`` / ``unknown_agent`` 400), also
 answered by the middleware; a down AMI link is 503 ``pbx_not_connected`` before anything is done,
 a PBX error answer 502 ``pbx_refused``. ``GET /api/coverage/live``, ``/incidents?date=`` and ``/overrides?date=``
@@ -48,7 +49,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/api/coverage/live", live)
     app.router.add_get("/api/coverage/incidents", incidents)
     app.router.add_get("/api/coverage/overrides", overrides)
-    app.router.add_post("/api/agents/{agent}/{action:pause|unpause|logout}", agent_request)
+    app.router.add_post("/api/agents/{agent}/{action:pause|unpause|logout|login|ready|extend}", agent_request)
 
 
 @dataclass(frozen=True)
@@ -80,8 +81,11 @@ async def daily(request: web.Request) -> web.Response:
 
 
 async def agent_request(request: web.Request) -> web.Response:
-    """An agent's pause, unpause or logout, guarded: 200 with what was sent to the PBX. The agent
-    themself or a head of one of the agent's departments asks; only such a head overrides."""
+    """An agent's pause, unpause, logout, login, ready or extend, through the agent desk
+    (agents/desk.py): pause and logout guarded, deferred during a call (``deferred``:
+    true) and carried out when it and its wrap-up end. 200 with what was sent to the PBX. The agent
+    themself or a head of one of the agent's departments asks; only such a head overrides. An
+    immediate pause, unpause or logout answers as before this desk: {agent, action, overridden, sent}."""
     app_obj = request.app[APP]
     who = identity(request)
     agent, action = models.path("agent", request.match_info["agent"]), request.match_info["action"]
@@ -101,7 +105,7 @@ async def agent_request(request: web.Request) -> web.Response:
         if why is not None:
             raise TaskError(f"{why}; nothing was done", 503, "not_active" if not coverage_.active() else "not_ready")
     try:
-        done = await app_obj.coverage.request(
+        done = await app_obj.desk.request(
             agent, action, r.reason.strip(), who.user if r.override else None,
             (r.override.reason or "").strip() if r.override else "",
             may_override=lambda department: access.overrides_guard(who, department))
@@ -112,6 +116,8 @@ async def agent_request(request: web.Request) -> web.Response:
     except AmiError as exc:          # link down or no answer: it may or may not have been carried out
         raise TaskError(f"the PBX link failed during the {action} ({exc or type(exc).__name__}); "
                         "see GET /api/coverage/live for what it did", 503, "pbx_not_connected") from None
+    if action in ("pause", "unpause", "logout") and not done["deferred"]:
+        done = {k: done[k] for k in ("agent", "action", "overridden", "sent")}     # the answer as before
     return json_response(done)
 
 

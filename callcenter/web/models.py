@@ -166,15 +166,21 @@ class Login(Model):
 
 
 class TaskChange(Model):
-    """Close (closure, optional note), reassign (assignee; null sends it to the pool), or note."""
+    """Close (closure, optional note), reassign (assignee; null sends it to the pool; optional
+    reason, kept in the history), or note."""
     closure: Ident = None
     assignee: NullableIdent = None
+    reason: Reason = None                        # with assignee only
     note: Note = None
     version: Version = None                      # compare-and-set: the task's version as last read
 
     @model_validator(mode="after")
     def _one_thing(self) -> "TaskChange":
         given = self.model_fields_set - {"version"}
+        if "reason" in given and "assignee" not in given:
+            raise PydanticCustomError("conflicting_fields", "reason goes with assignee (a reassignment)",
+                                      {"field": "reason"})
+        given = given - {"reason"}
         if "assignee" in given and given - {"assignee"}:
             raise PydanticCustomError("conflicting_fields", "assignee cannot be combined with closure or note; "
                                       "send them in separate requests", {"field": "assignee"})
@@ -260,8 +266,8 @@ class Override(Model):
 
 
 class AgentRequest(Model):
-    """A pause, unpause or logout: ``{"reason"?, "override"?: {"reason"}}``; the head who
-    overrides the guard is the one signed in."""
+    """A pause, unpause, logout, login, ready or extend: ``{"reason"?, "override"?: {"reason"}}``;
+    the head who overrides the guard is the one signed in."""
     reason: PauseReason = ""
     override: Override = None
 

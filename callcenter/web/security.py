@@ -53,6 +53,23 @@ POLICIES: dict[tuple[str, str], Policy] = {
     ("GET", "/api/coverage/incidents"): P.SUPERVISE,
     ("GET", "/api/coverage/overrides"): P.SUPERVISE,
     ("POST", "/api/agents/{agent}/{action}"): P.WORK,
+    ("GET", "/api/notifications"): P.WORK,                     # own panel notifications (callcenter/notify/panel.py)
+    ("POST", "/api/notifications/{id}/shown"): P.WORK,
+    ("POST", "/api/notifications/{id}/ack"): P.WORK,
+    ("GET", "/api/lost-calls"): P.SUPERVISE,                   # heads: their departments; office: all, masked
+    ("GET", "/api/lost-calls.csv"): P.SUPERVISE,
+    ("GET", "/api/callers/{number}/history"): P.WORK,          # the ringing panel
+    ("GET", "/api/reports/daily"): P.SUPERVISE,
+    ("GET", "/api/live"): P.WORK,                              # the panel's WebSocket; Origin checked (live/ws.py)
+    ("GET", "/api/panel/agent"): P.WORK,                       # the agent snapshot (self, head, office)
+    ("GET", "/api/panel/dashboard"): P.SUPERVISE,              # the head dashboard
+    # the panel's pages and static files: shells without data (agents/pages.py)
+    ("GET", "/"): P.ANONYMOUS,
+    ("GET", "/login"): P.ANONYMOUS,
+    ("GET", "/agent"): P.ANONYMOUS,
+    ("GET", "/head"): P.ANONYMOUS,
+    ("GET", "/static/{name}"): P.ANONYMOUS,
+    ("GET", "/api/panel/options"): P.WORK,       # configuration the pages need (pages.py)
 }
 
 

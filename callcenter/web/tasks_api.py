@@ -77,7 +77,8 @@ async def patch_task(request: web.Request) -> web.Response:
             raise forbidden(f"only a head of {task['department']} reassigns task {id_}")
         if change.assignee is not None and change.assignee not in {a.id for a in app_obj.settings.agents}:
             raise ApiError(400, "unknown_agent", f"unknown agent {change.assignee!r}", field="assignee")
-        task = await followup.assign_to(id_, change.assignee, who.user, **models.version_of(change))
+        task = await followup.assign_to(id_, change.assignee, who.user, reason=(change.reason or "").strip(),
+                                        **models.version_of(change))
     elif not access.acts_on_item(who, task["department"], task["assignee"], office):
         raise forbidden(f"task {id_} is not yours")
     elif change.closure is not None:
@@ -116,7 +117,7 @@ async def request_callback(request: web.Request) -> web.Response:
     who = identity(request)
     r = models.body(models.CallbackRequest, await read_json(request))
     directory = app_obj.followup.directory
-    department = r.department or (directory.department_of_hotline(r.hotline) if r.hotline else None)
+    department = r.department or (directory.department_of_hotline(r.hotline, r.pbx) if r.hotline else None)
     if department is None or department not in {d.id for d in app_obj.settings.departments}:
         raise ApiError(400, "unknown_department", "give a known department, or the hotline number dialled",
                        field="department" if r.department else "hotline")

@@ -1,5 +1,5 @@
-"""The tables of restarts: `checkpoints` (open calls and sessions) and `observation_windows`
-(when the service and each AMI link ran) (migration 0007)."""
+"""The tables of restarts: `checkpoints` (open calls and sessions, the agent desk) and
+`observation_windows` (when the service and each AMI link ran) (migration 0007)."""
 from __future__ import annotations
 
 from sqlalchemy import Column, Index, Integer, String, Table, Text
@@ -11,7 +11,7 @@ from .base import UTCDateTime, metadata
 
 checkpoints = Table(
     "checkpoints", metadata,
-    Column("name", String(32), primary_key=True),             # "calls", "presence"
+    Column("name", String(32), primary_key=True),             # "calls", "presence", "desk"
     Column("state", Text, nullable=False),                    # JSON (callcenter/domain/tracker_state.py)
     Column("saved_at", UTCDateTime, nullable=False),
     Column("instance", String(64), nullable=False),

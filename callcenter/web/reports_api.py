@@ -7,7 +7,6 @@ cut to those departments, the totals are those of the whole hotline (they say so
 """
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -31,20 +30,12 @@ def setup_routes(app: web.Application) -> None:
 
 
 async def build_daily(app_obj, day) -> dict:
-    """The report of `day` from the service's own database (as cmd_report_daily builds it)."""
-    from reports import coverage, daily
-    from ..checkpointer import stale_after
-    from ..storage.checkpoints import coverage_facts
-    settings, store = app_obj.settings, app_obj.store
-    bounds = daily.day_bounds(day, ZoneInfo(settings.timezone))
-    records = await store.calls_between(*bounds)
-    tasks = await store.task_facts(*bounds)
-    cases = await store.case_facts(*bounds)
-    now = app_obj.clock.now()
-    wrapups = await store.pending_wrapups(min(now, bounds[1]) - timedelta(minutes=settings.cases.wrapup_minutes))
-    sessions, observed = await coverage_facts(store, *bounds, now, stale_after(settings.instance.checkpoint_seconds))
-    posts = coverage.posts(day, settings, sessions, now, observed=observed)
-    return daily.build(day, records, settings, tasks, now, cases, wrapups, posts=posts)
+    """The report of `day` from the service's own database, as `callcenter report daily` builds
+    it: SQL aggregates (callcenter/storage/report_queries.py) combined by reports/daily.py."""
+    from reports import daily
+    from ..storage.report_queries import daily_report_inputs
+    inputs = await daily_report_inputs(app_obj.store, app_obj.settings, day, app_obj.clock.now())
+    return daily.build(day, [], app_obj.settings, **inputs)
 
 
 def for_departments(report: dict, departments: list[str | None]) -> dict:

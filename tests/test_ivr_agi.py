@@ -282,33 +282,24 @@ async def test_bad_requests_are_refused_politely(ivr_app):
 @pytest.fixture
 def lab_asterisk(tmp_path):
     import shutil
-    import subprocess
-    from tests.test_restart_asterisk import BUNDLE
+    from tests.asterisk import require_bundle, start_asterisk, stop_asterisk
 
-    if not (BUNDLE / "start").exists():
-        pytest.skip(f"no Asterisk bundle at {BUNDLE}")
+    require_bundle()
     started = []
 
     def start(agi_port: int) -> int:
         pbx_dir = tmp_path / "pbx"
-        try:
-            out = subprocess.run([str(BUNDLE / "start"), str(pbx_dir), "--ami-port", "auto", "--agi-port", str(agi_port)],
-                                 capture_output=True, text=True, timeout=40)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            pytest.skip(f"Asterisk cannot start here: {exc}")
-        if out.returncode != 0:
-            pytest.skip(f"Asterisk cannot start here (exit {out.returncode}): {(out.stdout + out.stderr)[-400:]}")
+        ami_port, _ = start_asterisk(pbx_dir, agi_port)
         started.append(pbx_dir)
         sounds = pbx_dir / "lib" / "sounds" / "en"
         (sounds / "callcenter").mkdir(parents=True, exist_ok=True)
         for name in ("market-welcome", "market-menu", "owner", "invalid", "market-closed", "callback-record",
                      "callback-thanks", "goodbye"):                                # 1 s of silence each
             shutil.copy(sounds / "hotline-welcome.sln", sounds / "callcenter" / f"{name}.sln")
-        fields = dict(item.split("=", 1) for item in out.stdout.split() if "=" in item)
-        return int(fields["ami"].rsplit(":", 1)[1])
+        return ami_port
     yield start
     for pbx_dir in started:
-        subprocess.run([str(BUNDLE / "stop"), str(pbx_dir)], capture_output=True, timeout=30)
+        stop_asterisk(pbx_dir)
 
 
 async def test_the_real_asterisk_walks_the_ivr_to_the_queue(lab_app, lab_asterisk):

@@ -7,8 +7,6 @@ of the agent's post (read back from each Asterisk with QueueStatus)."""
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
 from datetime import datetime
 from pathlib import Path
 
@@ -21,32 +19,22 @@ from callcenter.domain.records import Outcome, StintEnd
 from callcenter.settings import load_settings
 from callcenter.storage import tables as t
 from reports import daily
-from tests.conftest import ROOT, SHANGHAI
-from tests.fakepbx import free_port
+from tests.asterisk import require_bundle, start_asterisk, stop_asterisk
+from tests.conftest import SHANGHAI
 from tests.test_multi_pbx import until, write_config
 
-BUNDLE = Path(os.environ.get("CALLCENTER_ASTERISK", ROOT.parent / "shared" / "asterisk"))
 SUNDAY = datetime(2026, 11, 29, 10, 0, tzinfo=SHANGHAI)    # the service's clock: closed, so the
                                                            # coverage sends nothing of its own
 
 
 def _start(directory: Path) -> int:
-    try:
-        out = subprocess.run([str(BUNDLE / "start"), str(directory), "--ami-port", "auto", "--agi-port",
-                              str(free_port())], capture_output=True, text=True, timeout=40)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        pytest.skip(f"Asterisk cannot start here: {exc}")
-    if out.returncode != 0:
-        pytest.skip(f"Asterisk cannot start here (exit {out.returncode}): {(out.stdout + out.stderr)[-400:]}")
-    fields = dict(item.split("=", 1) for item in out.stdout.split() if "=" in item)
-    return int(fields["ami"].rsplit(":", 1)[1])
+    return start_asterisk(directory)[0]
 
 
 @pytest.fixture
 def asterisks(tmp_path):
     """Two Asterisks side by side: {"pbxA": port, "pbxB": port}."""
-    if not (BUNDLE / "start").exists():
-        pytest.skip(f"no Asterisk bundle at {BUNDLE}")
+    require_bundle()
     started = []
     try:
         ports = {}
@@ -56,7 +44,7 @@ def asterisks(tmp_path):
         yield ports
     finally:
         for directory in started:
-            subprocess.run([str(BUNDLE / "stop"), str(directory)], capture_output=True, timeout=30)
+            stop_asterisk(directory)
 
 
 async def _driver(port: int) -> AmiClient:

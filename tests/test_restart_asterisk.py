@@ -6,39 +6,25 @@ queue_log's outcome and answering member. Also checks the field names the resync
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from callcenter.ami.client import AmiClient, Endpoint
 from callcenter.domain.records import StintEnd
+from tests.asterisk import start_asterisk, stop_asterisk
 from tests.conftest import ROOT
 from tests.fakepbx import free_port, serve, stored, until, write_config
 
-BUNDLE = Path(os.environ.get("CALLCENTER_ASTERISK", ROOT.parent / "shared" / "asterisk"))
-
-
 @pytest.fixture
 def asterisk(tmp_path):
-    start = BUNDLE / "start"
-    if not start.exists():
-        pytest.skip(f"no Asterisk bundle at {BUNDLE}")
     pbx_dir = tmp_path / "pbx"
+    started = start_asterisk(pbx_dir)
     try:
-        out = subprocess.run([str(start), str(pbx_dir), "--ami-port", "auto", "--agi-port", str(free_port())],
-                             capture_output=True, text=True, timeout=40)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        pytest.skip(f"Asterisk cannot start here: {exc}")
-    if out.returncode != 0:
-        pytest.skip(f"Asterisk cannot start here (exit {out.returncode}): {(out.stdout + out.stderr)[-400:]}")
-    fields = dict(item.split("=", 1) for item in out.stdout.split() if "=" in item)
-    try:
-        yield int(fields["ami"].rsplit(":", 1)[1]), Path(fields["queue_log"])
+        yield started
     finally:
-        subprocess.run([str(BUNDLE / "stop"), str(pbx_dir)], capture_output=True, timeout=30)
+        stop_asterisk(pbx_dir)
 
 
 async def call(driver: AmiClient, hotline: str, queue: str, patience: int, number: str) -> None:

@@ -20,12 +20,9 @@ import asyncio
 import logging
 from datetime import timedelta, tzinfo
 
-from sqlalchemy import select
-
 from ..aio import cancel_and_wait, every
 from ..domain.cdr import CdrError, CdrRow, is_caller_leg, parse_line, reached_queue, record_from
 from ..queuelog.tail import Position, Tail
-from ..storage import tables as t
 from ..storage import positions
 from ..storage.tables import cdr_positions
 
@@ -121,7 +118,7 @@ class CdrReconciler:
             self._read()
             now = asyncio.get_running_loop().time()
             candidates = [callid for callid, (_, _, read_at) in self.pending.items() if now - read_at >= self.settle]
-            stored = await self._stored(candidates + list(self.submitted))
+            stored = await self.store.stored_call_ids(self.pbx, candidates + list(self.submitted))
             for callid in list(self.submitted):
                 if callid in stored:
                     del self.submitted[callid]
@@ -143,17 +140,6 @@ class CdrReconciler:
             return len(ready)
 
     # --- the database -------------------------------------------------------------------------
-
-    async def _stored(self, ids: list[str]) -> set[str]:
-        found: set[str] = set()
-        if not ids:
-            return found
-        async with self.store.engine.connect() as conn:
-            for i in range(0, len(ids), 500):
-                rows = await conn.execute(select(t.calls.c.id).where(
-                    t.calls.c.pbx == self.pbx, t.calls.c.id.in_(ids[i:i + 500])))
-                found.update(row[0] for row in rows)
-        return found
 
     async def _load_position(self) -> tuple[int, int] | None:
         return await positions.load(self.store, cdr_positions, self.pbx)

@@ -21,8 +21,6 @@ import asyncio
 import logging
 from datetime import timedelta
 
-from sqlalchemy import select
-
 from ..aio import cancel_and_wait, every
 from ..domain import events as ev
 from ..domain.queue_log import QueueLogCalls, QueueLogError, parse_line, reconcile, record_from
@@ -142,7 +140,7 @@ class QueueLogReconciler:
                           if now - read_at >= self.settle and callid not in self.held
                           and (self.pbx, callid) not in self.service.calls.channels]
             pending = {r.id for r in self.service.unsaved_calls if r.pbx == self.pbx}
-            stored = await self._stored(candidates + list(self.submitted))
+            stored = await self.store.stored_call_ids(self.pbx, candidates + list(self.submitted))
             for callid in list(self.submitted):
                 if callid in stored:
                     del self.submitted[callid]
@@ -198,17 +196,6 @@ class QueueLogReconciler:
         return merged
 
     # --- the database -------------------------------------------------------------------------
-
-    async def _stored(self, ids: list[str]) -> set[str]:
-        found: set[str] = set()
-        if not ids:
-            return found
-        async with self.store.engine.connect() as conn:
-            for i in range(0, len(ids), 500):
-                rows = await conn.execute(select(t.calls.c.id).where(
-                    t.calls.c.pbx == self.pbx, t.calls.c.id.in_(ids[i:i + 500])))
-                found.update(row[0] for row in rows)
-        return found
 
     async def _load_position(self) -> Position | None:
         saved = await positions.load(self.store, t.queue_log_positions, self.pbx)

@@ -191,13 +191,9 @@ class Store:
                 })
         async with self.begin() as conn:
             existing = set()
-            keys = [(r.pbx, r.id) for r in records]
-            for pbx in {k[0] for k in keys}:
-                ids = [k[1] for k in keys if k[0] == pbx]
-                for chunk in range(0, len(ids), 500):
-                    rows = await conn.execute(select(t.calls.c.id).where(
-                        t.calls.c.pbx == pbx, t.calls.c.id.in_(ids[chunk:chunk + 500])))
-                    existing.update((pbx, row[0]) for row in rows)
+            for pbx in {r.pbx for r in records}:
+                found = await self.stored_call_ids(pbx, [r.id for r in records if r.pbx == pbx], conn)
+                existing.update((pbx, call_id) for call_id in found)
             new_calls = [c for c in call_rows if (c["pbx"], c["id"]) not in existing]
             if not new_calls:
                 return 0
@@ -219,6 +215,19 @@ class Store:
             await conn.execute(self._insert(t.agent_sessions).on_conflict_do_nothing(), rows)
 
     # --- reads --------------------------------------------------------------------------------
+
+    async def stored_call_ids(self, pbx: str, ids: list[str], conn=None) -> set[str]:
+        """Which of ``ids`` (calls of ``pbx``) are stored already (in ``conn``'s transaction
+        when given: `save_calls`; else on a connection of its own: the PBX files' readers)."""
+        if conn is None:
+            async with self.engine.connect() as own:
+                return await self.stored_call_ids(pbx, ids, own)
+        found: set[str] = set()
+        for i in range(0, len(ids), 500):
+            rows = await conn.execute(select(t.calls.c.id).where(
+                t.calls.c.pbx == pbx, t.calls.c.id.in_(ids[i:i + 500])))
+            found.update(row[0] for row in rows)
+        return found
 
     async def calls_between(self, start: datetime, end: datetime) -> list[CallRecord]:
         """Calls that started in [start, end), oldest first, with their stints."""

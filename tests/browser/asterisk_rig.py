@@ -10,44 +10,21 @@ from the panel."""
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 
-import pytest
 
 from callcenter.ami.client import AmiClient, Endpoint
 from callcenter.bootstrap import build
 from callcenter.settings import load_settings
 from callcenter.web.app import WebServer
 from tests.browser.conftest import Rig, RunningClock
+from tests.asterisk import start_asterisk, stop_asterisk  # noqa: F401  (re-exported for the test)
 from tests.conftest import ROOT, SHANGHAI
 from tests.fakepbx import free_port, write_config
 
-BUNDLE = Path(os.environ.get("CALLCENTER_ASTERISK", ROOT.parent / "shared" / "asterisk"))
 SUNDAY_EVENING = datetime(2026, 11, 29, 20, 0, tzinfo=SHANGHAI)   # closed: no guard, no coverage actions
-
-
-def start_asterisk(directory: Path) -> tuple[int, Path]:
-    """(AMI port, queue_log) of a fresh Asterisk in `directory`; skips the test if it cannot start."""
-    start = BUNDLE / "start"
-    if not start.exists():
-        pytest.skip(f"no Asterisk bundle at {BUNDLE}")
-    try:
-        out = subprocess.run([str(start), str(directory), "--ami-port", "auto", "--agi-port", str(free_port())],
-                             capture_output=True, text=True, timeout=40)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        pytest.skip(f"Asterisk cannot start here: {exc}")
-    if out.returncode != 0:
-        pytest.skip(f"Asterisk cannot start here (exit {out.returncode}): {(out.stdout + out.stderr)[-400:]}")
-    fields = dict(item.split("=", 1) for item in out.stdout.split() if "=" in item)
-    return int(fields["ami"].rsplit(":", 1)[1]), Path(fields["queue_log"])
-
-
-def stop_asterisk(directory: Path) -> None:
-    subprocess.run([str(BUNDLE / "stop"), str(directory)], capture_output=True, timeout=30)
 
 
 class PbxRig(Rig):

@@ -27,7 +27,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from callcenter.domain.access import Role
 from callcenter.web.app import APP
 from callcenter.web.errors import ApiError
-from callcenter.web.security import ORIGINS, authenticate, identity
+from callcenter.web.security import authenticate, check_origin, identity
 from .hub import dumps, iso
 
 log = logging.getLogger(__name__)
@@ -40,15 +40,6 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/api/live", live_socket)
     app[SOCKETS] = weakref.WeakSet()
     app.on_shutdown.append(close_sockets)
-
-
-def check_origin(request: web.Request) -> None:
-    origin = request.headers.get("Origin")
-    if origin is None:                    # not a browser (browsers always send it on an upgrade)
-        return
-    own = f"{request.scheme}://{request.host}"
-    if origin != own and origin not in request.app[ORIGINS]:
-        raise ApiError(403, "bad_origin", f"WebSockets from {origin[:100]!r} are not allowed (web.allowed_origins)")
 
 
 def topics_for(who) -> list[str]:

@@ -29,6 +29,10 @@ that an administrator includes (docs/operations.md "Connecting a real Asterisk t
   setinterfacevar yes (the survey learns who answered), autopause for the queues asked; no static
   members (the service logs agents in with QueueAdd).
 
+With `probes.enabled` and a probe context of its own, `extensions_callcenter.conf` also holds
+that context (callcenter/probes/dialplan.py: one extension per hotline, Goto the hotline context
+or Dial through the trunk; issue 13's hotline probes).
+
 `prompt_texts(settings)`: the sound files the flows play and their texts, for the TTS step
 (`callcenter asterisk-config --prompts`; docs/operations.md).
 
@@ -94,8 +98,12 @@ def generate(settings, pbx: str | None = None, options: Options | None = None) -
     unknown = sorted(set(options.autopause) - {q for q, _ in queues})
     if unknown:
         raise AsteriskConfigError(f"autopause: {', '.join(unknown)}: not a configured queue on PBX {pbx_id!r}")
-    return {EXTENSIONS_FILE: extensions_conf(context, hotlines, options, pbx_id),
-            QUEUES_FILE: queues_conf(queues, options, pbx_id)}
+    extensions = extensions_conf(context, hotlines, options, pbx_id)
+    probes = getattr(settings, "probes", None)          # hotline probes through a context of their own (issue 13)
+    if probes is not None and probes.enabled and probes.context != context:
+        from .probes.dialplan import probe_context
+        extensions += "\n" + probe_context(probes, context, [n for n, _, _ in hotlines], AsteriskConfigError)
+    return {EXTENSIONS_FILE: extensions, QUEUES_FILE: queues_conf(queues, options, pbx_id)}
 
 
 # --- the dialplan ---------------------------------------------------------------------------------

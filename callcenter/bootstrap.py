@@ -57,6 +57,7 @@ class App:
     desk: object = None                              # the agents' server-owned states and requests (agents/desk.py)
     backlog: Backlog | None = None                   # held writes: retried, journalled at stop (callcenter/journal.py)
     ivr: object = None                               # the FastAGI IVR server (ivr/server.py), when it runs
+    ivr_records: object = None                       # finished IVR/survey sessions, stored and linked (ivr/records.py)
 
     async def start(self) -> None:
         warn_missing_year(self.calendar, self.clock.now().astimezone(self.calendar.tz).date())
@@ -199,7 +200,14 @@ def build(settings: Settings, db_url: str, clock=None, live: bool = False, queue
         from .cdr.reader import CdrReconciler
         app.extras += [CdrReconciler(service, store, p, clock, ZoneInfo(p.cdr_csv_timezone or settings.timezone),
                                      readers.get(p.id)) for p in settings.pbxes if p.cdr_csv]
-    from ivr import server as ivr_server
+    from ivr import records as ivr_records, server as ivr_server
+    ivr_records.attach(app)                          # IVR and survey sessions, stored with their calls (issue 12)
+    from .probes import attach as attach_probes; attach_probes(app, schedule=live)   # hotline probes (issue 13; before the IVR server)  # noqa: E702
     if live and ivr_server.configured(settings):      # `serve` with an `ivr.fastagi` section: the callers' IVR
         ivr_server.attach(app)
+    from ivr import twilio as ivr_twilio
+    if live and ivr_twilio.configured(settings):      # `ivr.twilio.enabled`: Twilio Voice's webhooks (issue 12)
+        ivr_twilio.attach(app)
+    if live:                                          # `serve`: the daily reports archived and delivered (issue 13)
+        from reports.schedule import attach as attach_reports; attach_reports(app)   # noqa: E702
     return app

@@ -8,17 +8,31 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import sys
 import threading
 
-from .cli_commands import cmd_asterisk_config  # issue 12
+# Start-up (issue 13): the imports below build many long-lived objects (SQLAlchemy, pydantic
+# models, dataclasses) and free few; the garbage collector's passes over them are wasted work
+# (docs/performance.md). Collection is off while they load; then they are frozen (out of every
+# later pass, as `App.start` freezes the service's) and collection is back on.
+_GC_WAS_ON = gc.isenabled()
+gc.disable()
+from .cli_commands import cmd_asterisk_config  # issue 12  # noqa: E402
+from .cli_commands import cmd_probe  # issue 13: hotline probes
 from .cli_commands import (UsageError, cmd_calls_list, cmd_calls_parked, cmd_cases_list, cmd_demo,
                            cmd_import_queue_log, cmd_replay, cmd_report_daily, cmd_serve, cmd_tasks_list)
+from .cli_commands import cmd_report_deliver  # issue 13
+from .cli_commands import cmd_report_period  # issue 13: week/month/quarter roll-ups
 from .domain.validation import mask_numbers
 from .logsetup import configure as configure_logging
 from .settings import ConfigError, load_settings
-from .storage.store import DEFAULT_URL
+from .storage.store import DEFAULT_URL  # noqa: E402
+
+gc.freeze()
+if _GC_WAS_ON:
+    gc.enable()
 
 log = logging.getLogger("callcenter")
 FULL_NUMBERS = "show callers' numbers in full (default: masked, 138****0001)"
@@ -78,7 +92,18 @@ def _parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="reports").add_subparsers(dest="action", required=True)
     rd = report.add_parser("daily", parents=[common], help="daily report per department and queue")
     rd.add_argument("--date", required=True, help="YYYY-MM-DD in the configured time zone")
-    rd.add_argument("--format", choices=["json", "table"], default="table")
+    rd.add_argument("--format", choices=["table", "json", "html", "xlsx", "csv"], default="table",
+                    help="table (terminal), json, html (A4 printable, charts), xlsx or csv (default table)")
+    rd.add_argument("--out", metavar="FILE", help="write the report into FILE (xlsx default: "
+                    "daily-report-DATE.xlsx; '-' writes to stdout when it is not a terminal)")
+    rdl = report.add_parser("deliver", parents=[common],   # issue 13: reports/deliver.py
+                            help="(re)generate a day's archived reports and deliver what is not delivered yet")
+    rdl.add_argument("--date", required=True, help="YYYY-MM-DD in the configured time zone")
+    rdl.add_argument("--dry-run", action="store_true", help="show what would be archived and sent; change nothing")
+    for kind, zh in (("week", "weekly (Monday-Sunday)"), ("month", "monthly"), ("quarter", "quarterly")):  # issue 13
+        rp = report.add_parser(kind, parents=[common], help=f"{zh} roll-up per department with a ranking")
+        rp.add_argument("--date", required=True, help="YYYY-MM-DD: any day of the period, in the configured time zone")
+        rp.add_argument("--format", choices=["json", "table"], default="table")
 
     q = sub.add_parser("import-queue-log", parents=[common],
                        help="store the finished calls of an Asterisk queue_log file that are not stored yet")
@@ -101,6 +126,10 @@ def _parser() -> argparse.ArgumentParser:
     ac.add_argument("--ring-timeout", type=int, help="seconds one queue member rings (default 15)")
     ac.add_argument("--autopause", action="append", metavar="QUEUE",
                     help="autopause = yes for this queue (repeatable)")
+
+    pr = sub.add_parser("probe", parents=[common], help="place a hotline probe now and print the result (issue 13)")
+    pr.add_argument("--hotline", help="the hotline number to probe (default: every published one)")
+    pr.add_argument("--pbx", help="PBX id (default: every PBX the hotline is dialled on)")
 
     cfg = sub.add_parser("config", help="configuration").add_subparsers(dest="action", required=True)
     cfg.add_parser("check", parents=[common], help="validate the configuration and exit")
@@ -159,21 +188,28 @@ def _main(args) -> int:
         if args.command == "config":
             print(f"{args.config}: ok ({len(settings.departments)} departments, {len(settings.agents)} agents, "
                   f"{len(settings.posts)} posts, {len(settings.pbxes)} PBXes)")
+            from .workdays import config_check_warning       # the 2027 calendar: here and at serve's start
+            if (calendar_note := config_check_warning(settings)):
+                print(calendar_note, file=sys.stderr)
             return 0
         runner = {"serve": cmd_serve, "replay": cmd_replay, "demo": cmd_demo,
                   "import-queue-log": cmd_import_queue_log,
-                  "asterisk-config": cmd_asterisk_config}.get(args.command)
+                  "asterisk-config": cmd_asterisk_config, "probe": cmd_probe}.get(args.command)
         if args.command == "calls":
             runner = cmd_calls_parked if args.action == "parked" else cmd_calls_list
         elif args.command == "report":
-            runner = cmd_report_daily
+            runner = cmd_report_deliver if args.action == "deliver" else cmd_report_daily
+            if args.action in ("week", "month", "quarter"):
+                runner = cmd_report_period
         elif args.command == "tasks":
             runner = cmd_tasks_list
         elif args.command == "cases":
             runner = cmd_cases_list
         elif args.command in ("users", "tokens"):
             from .auth.commands import run as runner
-        out = asyncio.run(runner(settings, args))
+        from .workdays import calendar_warning_quiet
+        with calendar_warning_quiet(args.command != "serve"):   # the calendar warning: serve's start-up only
+            out = asyncio.run(runner(settings, args))
     except ConfigError as exc:
         print(f"callcenter: configuration error:\n{exc}", file=sys.stderr)
         return 2

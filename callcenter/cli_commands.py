@@ -137,19 +137,78 @@ async def cmd_cases_list(settings: Settings, args) -> str:
 async def cmd_report_daily(settings: Settings, args) -> str:
     """A read: the store is opened read-only (SQLite never takes its write lock) and never
     migrated; a database whose schema is not the expected one is refused (issue 13). The call
-    figures are SQL aggregates (callcenter/storage/report_queries.py)."""
-    from reports import daily
-    from .storage.report_queries import daily_report_inputs
+    figures are SQL aggregates (callcenter/storage/report_queries.py); reports/assemble.py adds the
+    IVR, probe and (for html/xlsx) trend sections."""
+    from reports.assemble import TREND_FORMATS, daily_report
     tz = ZoneInfo(settings.timezone)
     day = _day(args.date, tz)
     store = Store(args.db, read_only=True)
     try:
         await _require_schema(store, args.db)
-        inputs = await daily_report_inputs(store, settings, day, store.clock.now())
+        report = await daily_report(store, settings, day, store.clock.now(), trend=args.format in TREND_FORMATS)
     finally:
         await store.close()
-    report = daily.build(day, [], settings, **inputs)
-    return json.dumps(report, ensure_ascii=False, indent=2) if args.format == "json" else daily.render_table(report)
+    return _report_output(report, args)
+
+
+async def cmd_report_period(settings: Settings, args) -> str:
+    """`report week|month|quarter` (issue 13, reports/period.py): a read like `report daily`."""
+    from reports import period
+    day = _day(args.date, ZoneInfo(settings.timezone))
+    store = Store(args.db, read_only=True)
+    try:
+        await _require_schema(store, args.db)
+        report = await period.period_report(store, settings, args.action, day, store.clock.now())
+    finally:
+        await store.close()
+    return json.dumps(report, ensure_ascii=False, indent=2) if args.format == "json" else period.render_table(report)
+
+
+def _report_output(report: dict, args) -> str | None:
+    """The report in --format, printed or written to --out (xlsx: never to a terminal)."""
+    import sys
+    from pathlib import Path
+    from reports import daily
+    fmt, out = getattr(args, "format", "table"), getattr(args, "out", None)
+    if fmt == "xlsx":
+        from reports.render_xlsx import render_xlsx
+        body: str | bytes = render_xlsx(report)
+        out = out or f"daily-report-{report['date']}.xlsx"
+    elif fmt in ("html", "csv"):
+        from reports import render_csv, render_html
+        body = render_html.render_html(report) if fmt == "html" else render_csv.render_csv(report)
+    else:
+        body = json.dumps(report, ensure_ascii=False, indent=2) if fmt == "json" else daily.render_table(report)
+    if not out:
+        return body
+    if out == "-":
+        if isinstance(body, bytes) and sys.stdout.isatty():
+            raise UsageError("--out -: refusing to write a binary XLSX to a terminal; give a file name")
+        sys.stdout.buffer.write(body if isinstance(body, bytes) else body.encode("utf-8"))
+        sys.stdout.flush()
+        return None
+    path = Path(out)
+    try:
+        if isinstance(body, bytes):
+            path.write_bytes(body)
+        else:
+            path.write_text(body, encoding="utf-8", newline="")
+    except OSError as exc:
+        raise UsageError(f"--out: cannot write {out}: {exc.strerror or exc}") from None
+    return f"wrote {path} ({path.stat().st_size} bytes, {fmt})"
+
+
+async def cmd_report_deliver(settings: Settings, args) -> str:
+    """(Re)generate the archived reports of --date and deliver what the rules owe and was not
+    delivered yet (reports/deliver.py); --dry-run: show it, change nothing."""
+    from reports.deliver import deliver_by_hand
+    day = _day(args.date, ZoneInfo(settings.timezone))
+    store = Store(args.db)
+    try:
+        await _require_schema(store, args.db)
+        return await deliver_by_hand(settings, store, day, args.dry_run)
+    finally:
+        await store.close()
 
 
 class SchemaMismatch(ValueError):
@@ -248,3 +307,8 @@ async def cmd_asterisk_config(settings: Settings, args) -> str | None:
         tmp.replace(out / name)
     return "wrote " + ", ".join(str(out / name) for name in files)
 
+
+async def cmd_probe(settings: Settings, args) -> str:
+    """One hotline probe now (callcenter/probes/command.py); recorded like a scheduled one."""
+    from .probes.command import run_probe
+    return await run_probe(settings, args.db, args.hotline, args.pbx)

@@ -53,6 +53,9 @@ class Service(HeldRecords):
         # callables that may hold back completed records and return the rest (callcenter/queuelog/
         # holds partly-seen calls until queue_log has their facts; they come back through `submit`)
         self.record_filters: list[Callable[[list[CallRecord]], list[CallRecord]]] = []
+        # callables that drop records completed outside the stream before they are stored (the
+        # hotline probes' own calls: callcenter/probes/)
+        self.submit_filters: list[Callable[[list[CallRecord]], list[CallRecord]]] = []
         self.unsaved_sessions: list[AgentSession] = []
         self.messages_processed = 0
         self.calls_committed = 0
@@ -90,6 +93,8 @@ class Service(HeldRecords):
     def submit(self, records: list[CallRecord]) -> None:
         """Calls completed outside the stream (queue_log reconciliation) join the same commit
         path as the stream's: stored idempotently, then the commit listeners run."""
+        for keep in self.submit_filters:
+            records = keep(records) if records else records
         if records:
             self.unsaved_calls.extend(records)
             self.sink("", [], self.clock.now())

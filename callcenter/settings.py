@@ -22,6 +22,9 @@ from .settings_sections import (  # noqa: F401  the sections, re-exported for ca
     PipelineSettings, SmtpSettings, Strict, Thresholds, TwilioSettings, WebSettings, WebTls)
 from .settings_sections import PanelSettings, PauseReason, WrapupSettings  # noqa: F401  (issue 11)
 from .settings_ivr import IvrSettings  # issue 12: the `ivr:` section
+from .settings_sections import SurveyFollowUpSettings  # issue 12: the `survey_followup:` section
+from .settings_probes import ProbeSettings  # issue 13: the `probes:` section (hotline probes)
+from .settings_reports import ReportSettings  # issue 13: the `reports:` section
 from .settings_org import (  # noqa: F401  the organisation's models, re-exported for callers
     Agent, CalendarSettings, Department, Hotline, PbxEndpoint, Person, Post, PostFallback, QueueRef, Window,
     YearSchedule)
@@ -53,6 +56,9 @@ class Settings(Strict):
     instance: InstanceSettings = Field(default_factory=InstanceSettings)
     panel: PanelSettings = Field(default_factory=PanelSettings)
     ivr: IvrSettings = Field(default_factory=IvrSettings)
+    survey_followup: SurveyFollowUpSettings = Field(default_factory=SurveyFollowUpSettings)
+    probes: ProbeSettings = Field(default_factory=ProbeSettings)
+    reports: ReportSettings = Field(default_factory=ReportSettings)
 
     @field_validator("timezone")
     @classmethod
@@ -72,7 +78,7 @@ class Settings(Strict):
         _unique("posts", [p.id for p in self.posts])
         departments = {d.id for d in self.departments}
         agents = {a.id for a in self.agents}
-        pbxes = {p.id for p in self.pbxes} | {"*"}
+        pbxes = {p.id for p in self.pbxes} | {"*"} | self.ivr.twilio.pbx_ids   # Twilio Voice (settings_twilio.py)
         for i, d in enumerate(self.departments):
             if d.pbx not in pbxes:
                 raise ValueError(f"departments[{i}].pbx: unknown PBX {d.pbx!r}")
@@ -114,6 +120,10 @@ class Settings(Strict):
         settings_checks.check(self)      # queues, hotlines, posts, interfaces, web.host (issue 10)
         from . import settings_ivr
         settings_ivr.check(self)         # menus: departments, hotlines, queues, digits (issue 12)
+        from . import settings_probes
+        settings_probes.check(self)      # probes: caller id, hotlines, PBXes (issue 13)
+        from . import settings_delivery
+        settings_delivery.check(self)    # reports.delivery: formats, recipients, departments (issue 13)
         return self
 
     def directory(self) -> Directory:
@@ -140,6 +150,7 @@ class Settings(Strict):
                     d.member_agent[name] = agent.id
                 else:
                     d.pbx_member_agent[(agent.pbx, name)] = agent.id
+        self.ivr.twilio.add_identities(d)        # Twilio agents' client:/number/sip identities
         return d
 
     def post_pbx(self, post: Post) -> tuple[str | None, str | None]:
@@ -163,6 +174,7 @@ class Settings(Strict):
     def hotline_contexts(self) -> dict[str, frozenset[str]]:
         contexts = {p.id: frozenset(p.hotline_contexts) for p in self.pbxes}
         contexts["*"] = frozenset(c for p in self.pbxes for c in p.hotline_contexts) or frozenset({"hotline"})
+        contexts.update(self.ivr.twilio.contexts())      # Twilio Voice's calls (ivr/twilio/events.py)
         return contexts
 
     def hours_of(self, department: str | None) -> list[Window]:

@@ -19,6 +19,7 @@ from pydantic import Field
 
 from .domain import ivr_flow as f
 from .settings_sections import Strict
+from .settings_twilio import TwilioVoiceSettings, check_twilio
 
 if TYPE_CHECKING:
     from .settings import Department, Settings
@@ -94,6 +95,7 @@ class IvrSettings(Strict):
     prompts: Prompts = Field(default_factory=Prompts)
     survey: SurveySettings = Field(default_factory=SurveySettings)
     fastagi: FastAgiSettings = Field(default_factory=FastAgiSettings)
+    twilio: TwilioVoiceSettings = Field(default_factory=TwilioVoiceSettings)   # Twilio Voice (ivr/twilio/)
     menus: list[MenuSettings] = Field(default_factory=list)
 
 
@@ -205,6 +207,7 @@ def _walk(entries: list[MenuEntrySettings]):
 
 def check(settings: "Settings") -> None:
     ivr = settings.ivr
+    check_twilio(settings)
     for name, p in _named_prompts(ivr):
         if not SOUND.fullmatch(p.file.replace("{dept}", "x")) or ".." in p.file:
             raise ValueError(f"ivr.{name}.file: {p.file!r} is not a sound file name "

@@ -50,6 +50,15 @@ class PipelineSettings(Strict):
     linger_seconds: float = Field(0.1, ge=0)        # a pass waits this long for a batch to fill
 
 
+class SurveyFollowUpSettings(Strict):
+    """A 不满意 (dissatisfied) survey rating's follow-up (issue 12, 好差评; callcenter/followup/ratings.py)."""
+    contact_workdays: int = Field(1, ge=0)          # contact the caller within 1 workday
+    simple_workdays: int = Field(5, ge=1)           # rectification of a simple matter
+    complex_workdays: int = Field(13, ge=1)         # ... of a complex one (the case's disposition follow_up_complex)
+    link_grace_minutes: float = Field(30, gt=0)     # a session whose call is not stored by then is acted on alone
+    link_seconds: float = Field(2, gt=0)            # sessions are matched with their stored calls this often
+
+
 class CaseSettings(Strict):
     simple_workdays: int = Field(5, ge=1)           # "1515": simple matters solved in 5 workdays
     complex_workdays: int = Field(15, ge=1)         # complex ones in 15

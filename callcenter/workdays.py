@@ -7,11 +7,17 @@ with the ``calendar:`` configuration key: ``years`` adds or replaces a whole yea
 Years neither covers are not guessed: the pure calendar (callcenter/domain/calendar.py) counts
 them Monday-Friday and marks deadlines that reach into them provisional; ``warn_missing_year``
 logs the warning to show at start-up and daily. See docs/calendar.md.
+
+Where the warning is shown (issue 13): once at `serve`'s start-up (and daily by its scheduler)
+and by `config check` (`config_check_warning`); every other command runs inside
+``calendar_warning_quiet()`` (callcenter/cli.py), where it is logged at DEBUG only (-v).
 """
 from __future__ import annotations
 
 import logging
-from datetime import date
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import date, datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -19,6 +25,7 @@ from .domain.calendar import WorkdayCalendar
 from .settings import CalendarSettings, Settings
 
 log = logging.getLogger(__name__)
+_QUIET: ContextVar[bool] = ContextVar("calendar_warning_quiet", default=False)
 
 
 @lru_cache(maxsize=1)
@@ -55,11 +62,30 @@ def build_calendar(settings: Settings) -> WorkdayCalendar:
 
 
 def warn_missing_year(calendar: WorkdayCalendar, today: date) -> str | None:
-    """Log (and return) the missing-year warning for ``today``; call at start-up and daily."""
+    """Log (and return) the missing-year warning for ``today``; call at start-up and daily.
+    Inside ``calendar_warning_quiet()`` it is logged at DEBUG (seen with -v only)."""
     text = calendar.missing_year_warning(today)
     if text:
-        log.warning("%s", text)
+        log.log(logging.DEBUG if _QUIET.get() else logging.WARNING, "%s", text)
     return text
+
+
+@contextmanager
+def calendar_warning_quiet(quiet: bool = True):
+    """Commands other than `serve` and `config check` run inside this: no calendar warning."""
+    token = _QUIET.set(quiet)
+    try:
+        yield
+    finally:
+        _QUIET.reset(token)
+
+
+def config_check_warning(settings: Settings, now: datetime | None = None) -> str | None:
+    """The missing-year warning as `callcenter config check` prints it (None: nothing missing)."""
+    from .clock import SystemClock
+    tz = ZoneInfo(settings.timezone)
+    text = build_calendar(settings).missing_year_warning((now or SystemClock().now()).astimezone(tz).date())
+    return f"warning: {text}" if text else None
 
 
 @lru_cache(maxsize=1)

@@ -11,6 +11,9 @@ through the flow engine over it.
   fallback) through the app, then drives `callcenter.domain.ivr_flow` and carries out its steps as
   AGI commands (`/ivr` and `/survey`).
 - `ivr.server`: `IvrServer`, the app extra that runs it (`serve` with an `ivr.fastagi` section).
+- `ivr.records`: `app.ivr_records`: every finished session stored (`ivr_sessions`), held and
+  spooled while the database is away; `ivr.links`: each linked to its tracked call and acted on
+  (survey follow-ups, callback requests).
 
 The flow itself (pure) is `callcenter/domain/ivr_flow.py`; its configuration
 `callcenter/settings_ivr.py`; the dialplan that calls this server `callcenter/asterisk_config.py`.

@@ -14,7 +14,7 @@ caller it reads the facts through the app (business hours on the workday calenda
 
 A hang-up anywhere (`Hangup` from the channel) is fed to the session as `HungUp()`, so the path
 says where the caller left. Every finished session is kept (`finished`, bounded) and passed to
-`on_finished` for storage (next increment); its log line masks the caller's number. The server
+`on_finished` for storage (ivr/records.py `IvrRecords.add`); its log line masks the caller's number. The server
 that runs these handlers: ivr/server.py.
 """
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """`IvrServer`: the FastAGI server with the IVR routes, as one of the app's extras (started after
 the service, stopped before it). Settings: `ivr.fastagi` (host, port, read_timeout,
-session_timeout; callcenter/settings_ivr.py); flows: `settings_ivr.flow_for_hotline`.
+session_timeout; callcenter/settings_ivr.py); flows: `settings_ivr.flow_for_hotline`. Finished
+sessions go to `app.ivr_records` (ivr/records.py) unless `on_finished` says otherwise.
 
 `attach(app)` adds it to a built app (callcenter/bootstrap.py does so for `serve` when the
 configuration has an `ivr.fastagi` section; the demo and tests call it with their own port).
@@ -22,6 +23,8 @@ class IvrServer:
         from callcenter.settings_ivr import flow_for_hotline
         settings = app.settings
         conf = settings.ivr.fastagi
+        if on_finished is None and getattr(app, "ivr_records", None) is not None:
+            on_finished = app.ivr_records.add          # finished sessions stored with the call (ivr/records.py)
         self.ivr = IvrAgi(app, lambda hotline, pbx_id, department: flow_for_hotline(settings, hotline, pbx_id),
                           pbx or (settings.pbxes[0].id if settings.pbxes else "pbx1"), on_finished)
         self.agi = FastAgiServer(self.ivr.routes(), host or conf.host, conf.port if port is None else port,

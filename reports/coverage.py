@@ -159,23 +159,33 @@ def _period(p: Interval, tz: ZoneInfo) -> dict:
 
 
 def table_lines(report: dict) -> list[str]:
-    """The zh-CN section of the daily table (empty without posts)."""
+    """The zh-CN section of the daily table (empty without posts): minutes with one decimal, the
+    on-duty rate over observed time only ("—" when nothing was observed, e.g. a replay's day
+    outside the replayed minutes), unobserved time in a column of its own."""
     from .text import grid
     entries = report.get("posts") or []
     if not entries:
         return []
 
-    def pct(v):
-        return "—" if v is None else f"{v:.1f}%"
+    def pct(e):
+        observed = e["business_minutes"] - e.get("unobserved_minutes", 0)
+        if e["coverage_pct"] is not None:       # a sliver of observed time (a replay, a demo) is no verdict
+            return f"{e['coverage_pct']:.1f}%" + ("（观测不足1成）" if observed < e["business_minutes"] / 10 else "")
+        return "—（未观测）" if e["business_minutes"] else "—（非工作日）"
+
+    def mins(v):
+        return f"{v:.1f}"
 
     several = len({e.get("pbx") for e in entries}) > 1          # the PBX shown when there are several
 
     def post(e):
         return f"{e['post']}（{e['department_name'] or e['department']}）" + (f" @{e['pbx']}" if several else "")
 
-    rows = [[post(e), f"{e['a_name'] or e['a']}/{e['b_name'] or e['b']}",
-             pct(e["coverage_pct"]), str(e["gap_count"]), f"{e['gap_minutes']:g}", f"{e['longest_gap_minutes']:g}",
-             str(e["b_takeovers"]), f"{e['b_takeover_minutes']:g}", f"{e.get('unobserved_minutes', 0):g}"]
+    rows = [[post(e), f"{e['a_name'] or e['a']}/{e['b_name'] or e['b']}", mins(e["business_minutes"]),
+             mins(e["business_minutes"] - e.get("unobserved_minutes", 0)), pct(e),
+             str(e["gap_count"]), mins(e["gap_minutes"]), mins(e["longest_gap_minutes"]),
+             str(e["b_takeovers"]), mins(e["b_takeover_minutes"]), mins(e.get("unobserved_minutes", 0))]
             for e in entries]
-    header = ["岗位", "A/B", "在岗率", "空岗次数", "空岗分钟", "最长空岗", "B岗顶岗次数", "B岗顶岗分钟", "未观测分钟"]
-    return ["", "AB岗在岗"] + grid(header, rows)
+    header = ["岗位", "A/B", "工作时间", "已观测", "在岗率(按已观测)", "空岗次数", "空岗", "最长空岗", "B岗顶岗次数",
+              "B岗顶岗", "未观测"]
+    return ["", "AB岗在岗（时长单位：分钟，保留一位小数）"] + grid(header, rows)

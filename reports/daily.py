@@ -1,7 +1,8 @@
-"""The daily report: per department and per queue, as a stable JSON object or a zh-CN table.
+"""The daily report: per department and per queue (and the posts, agents and lost calls of the
+day), as a stable JSON object or a zh-CN table (reports/text.py `render_daily`).
 
 JSON keys are documented in docs/metrics.md; new keys may be added, existing ones keep their
-meaning. Every queue entry carries its ``pbx`` (a queue name may be on several PBXes, for one
+meaning. The zh-CN titles, notes, targets and checks are reports/daily_notes.py's. Every queue entry carries its ``pbx`` (a queue name may be on several PBXes, for one
 department or for different ones: issue 14); the table shows it when there are several.
 """
 from __future__ import annotations
@@ -10,14 +11,16 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from callcenter.domain.directory import Directory
-from callcenter.domain.metrics import (CaseFact, DailyFigures, Figures, MetricSettings, TaskFact, TaskFigures,
-                                       case_figures, daily_figures, finish_case_figures, task_figures)
+from callcenter.domain.metrics import (CASE_COUNTS, CaseFact, DailyFigures, Figures, MetricSettings, TaskFact,
+                                       TaskFigures, case_figures, daily_figures, finish_case_figures, micros_below,
+                                       task_figures)
 from callcenter.domain.records import CallRecord
+from callcenter.domain.validation import mask_number
+from callcenter.domain.work_figures import callback_status
 from callcenter.settings import Settings
 from callcenter.workdays import build_calendar
 
-from . import coverage
-from .text import grid
+from . import coverage, daily_notes
 
 
 def day_bounds(day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
@@ -45,24 +48,32 @@ def build(day: date, records: list[CallRecord], settings: Settings,
           tasks: list[TaskFact] | None = None, now: datetime | None = None,
           cases: list[CaseFact] | None = None, pending_wrapups: dict[str, int] | None = None,
           posts: list[dict] | None = None, figures: DailyFigures | None = None,
-          task_groups: dict | None = None, case_counts: dict | None = None) -> dict:
+          task_groups: dict | None = None, case_counts: dict | None = None,
+          lost_tasks: dict | None = None, agent_wrapups: dict | None = None, agent_time: dict | None = None,
+          sections: dict | None = None) -> dict:
     """The report for one day. `tasks` (follow-up tasks created or closed that day), `cases` and
-    `pending_wrapups` add the follow-up and first-ask figures; `now` judges what is overdue;
-    `posts` (reports/coverage.py) adds the A/B coverage per post and, rolled up, per department.
+    `pending_wrapups` add the follow-up and first-ask figures; `now` judges what is overdue and,
+    before the day's end, makes the report "in progress" as of then; `posts`
+    (reports/coverage.py) adds the A/B coverage per post and, rolled up, per department.
     `figures`, when given, are the day's call figures already counted (by SQL aggregates:
     callcenter/storage/report_queries.py) and `records` is not read; likewise `task_groups`
     (`metrics.task_figures_from_groups`) replaces `tasks`, and `case_counts` (per department,
-    the counts of `metrics.case_figures`) replaces `cases`."""
+    the counts of `metrics.case_figures`) replaces `cases`. `lost_tasks` ((pbx, call id) ->
+    follow-up link), `agent_wrapups` (agent -> (due, in time)) and `agent_time` (agent -> (login,
+    pause)) complete the lost calls and the agents (report_queries.daily_report_inputs reads them
+    all). `sections` (e.g. "ivr", "probes", "trend") are merged into the report as they are."""
     directory: Directory = settings.directory()
     tz = ZoneInfo(settings.timezone)
     ms = metric_settings(settings)
     if figures is None:
-        figures = daily_figures(records, directory, opening_hours(settings), ms)
+        figures = daily_figures(records, directory, opening_hours(settings), ms, tz,
+                                settings.reports.lost_calls_per_department)
     start, end = day_bounds(day, tz)
     by_task = task_groups if task_groups is not None else task_figures(tasks or [], start, end, now or end)
     keys = {(pbx, queue): figures.queue_department[(pbx, queue)] for pbx, queue in figures.queues}
     for pbx, queue, department in by_task:
         keys.setdefault((pbx, queue or f"department:{department}"), department)
+    goal = daily_notes.targets(settings)
     queues = []
     by_department: dict[str, tuple[Figures, TaskFigures]] = {}
     all_tasks = TaskFigures()
@@ -73,86 +84,129 @@ def build(day: date, records: list[CallRecord], settings: Settings,
             if t_pbx == pbx and (t_queue or f"department:{t_dept}") == queue:
                 tf.add(value)
         all_tasks.add(tf)
-        queues.append({"queue": queue, "pbx": pbx, "department": department,
-                       "department_name": directory.department_names.get(department),
-                       **f.as_dict(ms), **tf.as_dict()})
+        queues.append(_checked({"queue": queue, "pbx": pbx, "department": department,
+                                "department_name": directory.department_names.get(department),
+                                **f.as_dict(ms), **tf.as_dict()}, goal))
         if department is not None:
             dept_f, dept_t = by_department.setdefault(department, (Figures(), TaskFigures()))
             dept_f.add(f)
             dept_t.add(tf)
     if case_counts is not None:
-        by_case = finish_case_figures({d: dict(c) for d, c in case_counts.items()}, pending_wrapups or {},
-                                      settings.cases.escalation_target)
+        counts = {d: dict(c) for d, c in case_counts.items()}
+        by_case = finish_case_figures(counts, pending_wrapups or {}, settings.cases.escalation_target)
     else:
         by_case = case_figures(cases or [], pending_wrapups or {}, start, end, now or end,
                                settings.cases.escalation_target)
     for department in by_case:
         by_department.setdefault(department, (Figures(), TaskFigures()))
     no_cases = case_figures([], {"": 0}, start, end, end, settings.cases.escalation_target)[""]
+    all_cases = {k: sum(c.get(k, 0) for c in by_case.values()) for k in CASE_COUNTS}
+    all_cases = finish_case_figures({"": all_cases}, {}, settings.cases.escalation_target)[""]
     by_post = coverage.department_figures(posts) if posts is not None else {}
     for department in by_post:
         by_department.setdefault(department, (Figures(), TaskFigures()))
     no_posts = coverage.NO_POSTS if posts is not None else {}
-    departments = [{"department": d, "name": directory.department_names.get(d, d), **f.as_dict(ms), **tf.as_dict(),
-                    **by_case.get(d, no_cases), **by_post.get(d, no_posts)} for d, (f, tf) in sorted(by_department.items())]
-    return {
+    all_posts = coverage.department_figures([{**p, "department": ""} for p in posts]).get("", no_posts) \
+        if posts else no_posts
+    departments = [_checked({"department": d, "name": directory.department_names.get(d, d), **f.as_dict(ms),
+                             **tf.as_dict(), **by_case.get(d, no_cases), **by_post.get(d, no_posts)}, goal)
+                   for d, (f, tf) in sorted(by_department.items())]
+    in_progress = now is not None and now < end
+    report = {
         "date": day.isoformat(),
         "timezone": settings.timezone,
-        "definitions": {
-            "connect_rate": "answered / (offered" + (" - short_abandoned)" if ms.exclude_short_abandons else ")"),
-            "offered": "queue stints entered during the department's business hours on a workday",
-            "short_abandoned": f"abandoned after waiting less than {ms.short_abandon_seconds:g} s",
-            "service_level": "answered within N s / connect-rate denominator, N = "
-                             + ", ".join(f"{s:g}" for s in ms.service_level_seconds),
-            "totals": "each call once, by its last stint",
-            "tasks_created": "follow-up tasks whose first missed call was this day",
-            "tasks_contacted_in_time_rate": "tasks_contacted_in_time / tasks_created (caller reached by the deadline, "
-                                            f"{settings.followup.contact_workdays} workday(s))",
-            "tasks_overdue": "tasks created this day, past their deadline without contact at report time",
-            "tasks_closed": "tasks closed this day, by outcome",
-            "resolution_rate": "resolved_in_time / cases_due: cases resolved on the call or by their "
-                               "deadline, over cases resolved on a call this day or due this day "
-                               "(out-of-scope cases excluded)",
-            "first_contact_resolution_rate": "resolved_first_contact / cases_opened",
-            "escalation_rate": f"escalated_12345 / cases_closed, target <= {settings.cases.escalation_target:.0%}",
-            "wrapup_pending": f"answered calls without a disposition after {settings.cases.wrapup_minutes:g} minutes",
-            **({"coverage": coverage.DEFINITION} if posts is not None else {}),
-        },
+        "title": f"政务服务热线日报 {day.isoformat()}",
+        "generated_at": now.astimezone(tz).isoformat() if now is not None else None,
+        "in_progress": in_progress,
+        "as_of": now.astimezone(tz).isoformat() if in_progress else None,
+        "targets": goal,
+        "definitions": _definitions(settings, ms, posts is not None),
+        "notes": daily_notes.notes(settings, ms, posts is not None),
         "departments": departments,
         "queues": queues,
         "unmapped_queues": [q["queue"] for q in queues if q["department"] is None],
-        "totals": {**figures.totals.as_dict(ms), **all_tasks.as_dict()},
+        "totals": _checked({**figures.totals.as_dict(ms), **all_tasks.as_dict(), **all_cases, **all_posts}, goal),
+        "agents": _agents(settings, figures, agent_wrapups, agent_time),
+        "lost_calls": _lost_calls(figures, directory, tz, lost_tasks, now or end, ms),
         **({"posts": posts} if posts is not None else {}),
+    }
+    report.update(sections or {})
+    return report
+
+
+def _checked(entry: dict, goal: dict) -> dict:
+    entry["checks"] = daily_notes.checks(entry, goal)
+    return entry
+
+
+def _agents(settings: Settings, figures: DailyFigures, wrapups: dict | None, times: dict | None) -> list[dict]:
+    """One entry per configured agent and per agent met in the day's figures."""
+    names = {a.id: a.name for a in settings.agents}
+    department = {}
+    for post in settings.posts:
+        for agent in (post.a, post.b):
+            department.setdefault(agent, post.department)
+    ids = list(names) + sorted((set(figures.agents) | set(wrapups or {}) | set(times or {})) - set(names))
+    out = []
+    for agent in ids:
+        answered, talk_us = figures.agents.get(agent, (0, 0))
+        due, done = (wrapups or {}).get(agent, (0, 0))
+        login, pause = (times or {}).get(agent, (timedelta(0), timedelta(0)))
+        out.append({"agent": agent, "name": names.get(agent), "department": department.get(agent),
+                    "answered": answered, "talk_seconds": round(talk_us / 1e6, 1),
+                    "average_talk_seconds": round(talk_us / 1e6 / answered, 1) if answered else None,
+                    "login_seconds": None if times is None else round(login.total_seconds(), 1),
+                    "pause_seconds": None if times is None else round(pause.total_seconds(), 1),
+                    "wrapups_due": None if wrapups is None else due,
+                    "wrapups_in_time": None if wrapups is None else done,
+                    "wrapup_compliance": round(done / due, 4) if wrapups is not None and due else None})
+    return out
+
+
+def _lost_calls(figures: DailyFigures, directory: Directory, tz: ZoneInfo, links: dict | None,
+                now: datetime, ms: MetricSettings) -> list[dict]:
+    short = micros_below(ms.short_abandon_seconds)
+    out = []
+    for c in figures.lost:
+        task, status = callback_status(links.get((c.pbx, c.call_id)), now) if links is not None else (None, None)
+        out.append({"call_id": c.call_id, "pbx": c.pbx, "at": c.at.astimezone(tz).isoformat(),
+                    "caller": mask_number(c.caller_num) or "", "department": c.department,
+                    "department_name": directory.department_names.get(c.department), "queue": c.queue,
+                    "cause": c.cause, "wait_seconds": None if c.wait_us is None else round(c.wait_us / 1e6, 1),
+                    "short_abandon": c.cause == "abandoned" and c.wait_us is not None and c.wait_us <= short,
+                    "task_status": task, "callback_status": status})
+    return out
+
+
+def _definitions(settings: Settings, ms: MetricSettings, has_posts: bool) -> dict:
+    """The English formulas (kept for API readers; the zh-CN "notes" are what the report shows)."""
+    return {
+        "connect_rate": "answered / (offered" + (" - short_abandoned)" if ms.exclude_short_abandons else ")"),
+        "offered": "queue stints entered during the department's business hours on a workday",
+        "short_abandoned": f"abandoned after waiting less than {ms.short_abandon_seconds:g} s (included in abandoned)",
+        "service_level": "answered within N s / connect-rate denominator, N = "
+                         + ", ".join(f"{s:g}" for s in ms.service_level_seconds),
+        "totals": "each call once, by its last stint",
+        "tasks_created": "follow-up tasks whose first missed call was this day",
+        "tasks_contacted_in_time_rate": "tasks_contacted_in_time / tasks_created (caller reached by the deadline, "
+                                        f"{settings.followup.contact_workdays} workday(s))",
+        "tasks_overdue": "tasks created this day, past their deadline without contact at report time",
+        "tasks_closed": "tasks closed this day, by outcome",
+        "resolution_rate": "resolved_in_time / cases_due: cases resolved on the call or by their "
+                           "deadline, over cases resolved on a call this day or due this day "
+                           "(out-of-scope cases excluded)",
+        "first_contact_resolution_rate": "resolved_first_contact / cases_opened",
+        "escalation_rate": f"escalated_12345 / cases_closed, target <= {settings.cases.escalation_target:.0%}",
+        "wrapup_pending": f"answered calls without a disposition after {settings.cases.wrapup_minutes:g} minutes",
+        **({"coverage": coverage.DEFINITION} if has_posts else {}),
     }
 
 
-COLUMNS = [("offered", "呼入"), ("answered", "接通"), ("abandoned", "放弃"), ("short_abandoned", "短放弃"),
-           ("timed_out", "超时"), ("no_agent", "无人值守"), ("ivr_abandoned", "IVR挂机"),
-           ("after_hours", "非工作时间"), ("connect_rate", "接通率")]
+COLUMNS = [(k, daily_notes.TITLES[k]) for k in ("offered", "answered", "abandoned", "short_abandoned", "timed_out",
+                                                  "no_agent", "ivr_abandoned", "after_hours", "connect_rate")]
 
 
 def render_table(report: dict) -> str:
-    def pct(v):
-        return "—" if v is None else f"{v * 100:.1f}%"
-
-    def row(label, entry):
-        cells = [pct(entry[k]) if k == "connect_rate" else str(entry[k]) for k, _ in COLUMNS]
-        return [label] + cells
-
-    lines = [f"热线日报 {report['date']}（{report['timezone']}）", ""]
-    header = ["部门"] + [title for _, title in COLUMNS]
-    rows = [row(d["name"], d) for d in report["departments"]]
-    rows.append(row("合计", report["totals"]))
-    lines += grid(header, rows)
-    lines += ["", "按队列"]
-    several = len({q["pbx"] for q in report["queues"]}) > 1       # the PBX shown when there are several
-    qrows = [row(f"{q['queue']}（{q['department_name'] or '未配置'}）" + (f" @{q['pbx']}" if several else ""), q)
-             for q in report["queues"]]
-    lines += grid(["队列"] + [title for _, title in COLUMNS], qrows)
-    if report["unmapped_queues"]:
-        unmapped = [f"{q['queue']}@{q['pbx']}" if several else q["queue"]
-                    for q in report["queues"] if q["department"] is None]
-        lines += ["", "未配置的队列：" + "、".join(unmapped)]
-    lines += coverage.table_lines(report)
-    lines += ["", "口径：接通率 = " + report["definitions"]["connect_rate"]]
-    return "\n".join(lines)
+    """The zh-CN terminal table (reports/text.py `render_daily`)."""
+    from .text import render_daily
+    return render_daily(report)

@@ -34,6 +34,19 @@ def trace_path(name: str) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def _no_masking_left_on_the_root_handlers():
+    """`callcenter.cli.main` run in-process (callcenter/logsetup.py `configure`) puts its number
+    masking on every root handler, pytest's capture handlers included; take it off after each test
+    so a later test's caplog sees what its own code logged."""
+    yield
+    import logging
+    from callcenter.logsetup import MaskNumbers
+    for handler in logging.getLogger().handlers:
+        for f in [f for f in handler.filters if isinstance(f, MaskNumbers)]:
+            handler.removeFilter(f)
+
+
 @pytest.fixture
 def settings():
     from callcenter.settings import load_settings

@@ -87,6 +87,13 @@ SPECS: dict[tuple[str, str], Spec] = {
     ("GET", "/api/callers/{number}/history"): Spec(f"/api/callers/{CASE_CALLER}/history",
                                                    WORKERS | {"1005", "head-edu"}),
     ("GET", "/api/reports/daily"): Spec("/api/reports/daily", {"head-market", "office"}, query={"department": "market"}),
+    ("GET", "/api/reports/period"): Spec("/api/reports/period", {"head-market", "office"},
+                                         query={"department": "market", "kind": "week"}),
+    ("GET", "/api/reports/archive"): Spec("/api/reports/archive", {"head-market", "head-edu", "office"},
+                                          query={"date": "2026-11-23"}),
+    # no such report: the policy's roles get 404 (scoping: tests/test_report_delivery.py), the others 403
+    ("GET", "/api/reports/archive/{id}"): Spec("/api/reports/archive/99999", {"head-market", "head-edu", "office"},
+                                               status=404),
     ("GET", "/"): Spec("/", set(ROLES)),                    # the panel's pages: shells without data
     ("GET", "/login"): Spec("/login", set(ROLES)),
     ("GET", "/agent"): Spec("/agent", set(ROLES)),

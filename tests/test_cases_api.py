@@ -17,9 +17,10 @@ import sqlite3
 import subprocess
 import sys
 from contextlib import closing
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import parse_qs
+from zoneinfo import ZoneInfo
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -577,8 +578,12 @@ async def test_cli_lists_cases_as_json_and_as_a_zh_cn_table(client, db_url):
     assert rows["13800000000"][2:] == ["区市场监管局", "张伟(1001)", "已办结", "已解决", "11-23", "10:00",
                                        "—", "—", "食品经营许可"]
     assert rows["13800000001"][4:6] == ["已转12345", "转12345"] and rows["13800000001"][9] == "SH12345-0001"
-    assert rows["13800000002"][4:10] == ["办理中", "跟进·简单", "11-23", "10:00", "11-30", "16:30"]
+    # the command judges "overdue" on the real clock (a subprocess): the fixture's 11-23 call is due
+    # 11-30 16:30 (5 workdays), which is past once this test runs after that moment
+    overdue = datetime.now(timezone.utc) > datetime(2026, 11, 30, 16, 30, tzinfo=ZoneInfo("Asia/Shanghai"))
+    assert rows["13800000002"][4:10] == ["办理中·超时" if overdue else "办理中", "跟进·简单", "11-23", "10:00",
+                                         "11-30", "16:30"]
     assert rows["13800000003"][4:5] + rows["13800000003"][-3:] == ["办理中", "—", "—", "—"]
     assert rows["13800000003"][5] == "待小结"
-    assert lines[8] == "共 6 件：办理中 4（已超时 0），已办结 1，转12345 1，已引导 0（时间为 Asia/Shanghai）"
+    assert lines[8] == f"共 6 件：办理中 4（已超时 {int(overdue)}），已办结 1，转12345 1，已引导 0（时间为 Asia/Shanghai）"
     assert "共 0 件" in await asyncio.to_thread(_cli, db_url, "--date", "2026-11-22")

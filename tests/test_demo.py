@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from collections import Counter
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -204,12 +206,27 @@ async def test_demo_over_tcp_stores_every_call(settings, sqlite_url):
 
 
 def test_cli_demo_runs_and_summarises(tmp_path):
-    url = f"sqlite:///{tmp_path}/d.db"
+    """Without --db the demo writes a fresh database of its own (not callcenter.db in the
+    working directory) and says where; the summary has the IVR's figures."""
     proc = subprocess.run(
         [sys.executable, "-m", "callcenter.cli", "demo", "--seconds", "3", "--rate", "4", "--seed", "1",
-         "--db", url, "--config", str(ROOT / "config")],
+         "--config", str(ROOT / "config")],
         cwd=tmp_path, capture_output=True, text=True, encoding="utf-8", timeout=60)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "演示结束" in out and "接通率" in out and "未结束 0 通" in out
     assert "模拟 PBX" in out and "随机种子 1" in out
+    assert "语音导航（服务的 FastAGI IVR，经 TCP）" in out and "FastAGI 会话" in out
+    assert list(tmp_path.iterdir()) == []                       # nothing written where it ran
+    where = re.search(r"本次演示使用新建的数据库 (\S+demo\.db)", out)
+    assert where and Path(where.group(1)).is_file() and Path(where.group(1)).parent != tmp_path
+    shutil.rmtree(Path(where.group(1)).parent)
+
+
+def test_the_readme_counts_the_departments_the_demo_shows(settings):
+    """Issue 13: the README's quick start names as many departments as the demo's banner."""
+    words = {"five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10}
+    text = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    named = re.search(r"the example configuration of (\w+) Qingpu units", text)
+    sim = PbxSimulator(settings, [].append, FixedClock(MONDAY_10))
+    assert named and words[named.group(1)] == len(sim.queues) == len(settings.departments)

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from callcenter.demo.agi_client import parse_args  # noqa: F401  (Asterisk's res_agi.c splitting; used here and by tests/test_ivr_agi.py)
 from ivr import agi_protocol as p
 from ivr.fastagi import FastAgiServer, Hangup
 from tests.conftest import trace_path
@@ -57,30 +58,6 @@ class FakeAsterisk:
             for line in [reply] if isinstance(reply, str) else reply:
                 writer.write(line.encode() + b"\n")
             await writer.drain()
-
-
-def parse_args(s: str) -> list[str]:
-    """Asterisk's res_agi.c parse_args, line by line in Python: how Asterisk splits a command."""
-    argv, quoted, escaped, whitespace = [], False, False, True
-    for ch in s:
-        if ch == '"' and not escaped:
-            quoted = not quoted
-            if quoted and whitespace:
-                argv.append("")
-                whitespace = False
-            continue
-        if ch in " \t" and not quoted and not escaped:
-            whitespace = True
-            continue
-        if ch == "\\" and not escaped:
-            escaped = True
-            continue
-        if whitespace:
-            argv.append("")
-            whitespace = False
-        argv[-1] += ch
-        escaped = False
-    return argv
 
 
 @pytest.fixture

@@ -35,6 +35,7 @@ async def _apps(settings, url):
     yield make
     for app in apps:
         await app.ivr.stop()
+        await app.ivr_records.stop()
         await app.store.close()
 
 

@@ -17,6 +17,9 @@ them (silence: the TTS step of docs/operations.md makes the real ones).
   that call ends in the survey too. After hours a caller leaves a callback request (AfterHours and
   CallbackRequest events) and is never queued. Key presses are sent the way a phone sends them: DTMF on the
   caller's side of the Local channel (AMI PlayDTMF), when the IVR asks (AGIExecStart GET DATA).
+- The IVR's records (ivr/records.py): each call's IVR and survey sessions are stored and linked to
+  the tracked call (the same key and linkedid: one call), the rating with the case and the agent;
+  the after-hours caller's follow-up task shows the callback request and the message's name.
 """
 from __future__ import annotations
 
@@ -257,6 +260,18 @@ async def test_callers_walk_the_fastagi_ivr_to_the_queue_the_owner_and_the_surve
         async def owned():
             return [c for c in await app.cases.list() if c["owner"] == "1001"]
         assert await until(owned, 20), await app.cases.list()
+        [case] = await owned()
+
+        # the IVR's own records of that call: stored and linked to the tracked call (one call,
+        # its key and linkedid), the rating with the case and the agent who served
+        rows = await until(lambda: _linked_sessions(app, ivr["uniqueid"], 2), 20)
+        assert rows and set(rows) == {"ivr", "survey"}, await _ivr_rows(app, ivr["uniqueid"])
+        for row in rows.values():
+            assert (row["call_found"], row["linkedid"], row["case_id"]) == (True, record.linkedid, case["id"])
+        assert (rows["ivr"]["choice"], rows["ivr"]["item"], rows["ivr"]["route_queue"]) == ("2", "食品经营许可", "q-market")
+        assert (rows["survey"]["rating"], rows["survey"]["agent"], rows["survey"]["queue"]) == ("satisfied", "1001", "q-market")
+        history = (await app.cases.get(case["id"]))["history"]
+        assert [(h["rating"], h["call_id"]) for h in history if h["kind"] == "rating"] == [("satisfied", ivr["uniqueid"])]
 
         # 2. the same caller again: straight to the owner (Dial, no queue), then the survey (2: 基本满意)
         await driver.call("62000001", caller, ["2"])
@@ -270,6 +285,10 @@ async def test_callers_walk_the_fastagi_ivr_to_the_queue_the_owner_and_the_surve
         assert dials and dials[0]["DestChannel"].startswith("Local/1001@agents")
         assert not any(f[1] == again["uniqueid"] for f in queue_log(directory))      # never queued
         assert [line for line in complaints(directory) if "No channel type registered for 'PJSIP'" not in line] == []
+        rows = await until(lambda: _linked_sessions(app, again["uniqueid"], 2), 20)
+        assert rows, await _ivr_rows(app, again["uniqueid"])
+        assert (rows["ivr"]["outcome"], rows["survey"]["rating"], rows["survey"]["agent"]) == ("owner", "basic", "1001")
+        assert rows["survey"]["call_found"] and rows["survey"]["case_id"] == case["id"]
     finally:
         if server is not None:
             await server.stop()
@@ -280,6 +299,20 @@ async def test_callers_walk_the_fastagi_ivr_to_the_queue_the_owner_and_the_surve
 
 async def _has(stored, call_id: str) -> bool:
     return call_id in await stored()
+
+
+async def _ivr_rows(app, uniqueid: str) -> dict:
+    """The stored IVR/survey sessions of a call, by script (ivr/records.py)."""
+    from sqlalchemy import select
+    from callcenter.storage import tables as t
+    async with app.store.engine.connect() as conn:
+        rows = (await conn.execute(select(t.ivr_sessions).where(t.ivr_sessions.c.uniqueid == uniqueid))).mappings().all()
+    return {r["script"]: dict(r) for r in rows}
+
+
+async def _linked_sessions(app, uniqueid: str, n: int) -> dict | None:
+    rows = await _ivr_rows(app, uniqueid)
+    return rows if len(rows) == n and all(r["linked_at"] is not None for r in rows.values()) else None
 
 
 async def test_after_hours_a_caller_leaves_a_callback_request_and_is_never_queued(pbx, settings, sqlite_url):
@@ -315,6 +348,12 @@ async def test_after_hours_a_caller_leaves_a_callback_request_and_is_never_queue
         assert not any(f[4:5] == ["ENTERQUEUE"] for f in queue_log(directory))
         assert not driver.user_events("IvrChoice") and len(sessions) == 1
         assert complaints(directory) == []
+        # the call is tracked (after hours), its follow-up task shows the caller's request and message
+        rows = await until(lambda: _linked_sessions(app, ivr["uniqueid"], 1), 20)
+        assert rows and rows["ivr"]["call_found"] and rows["ivr"]["task_id"], await _ivr_rows(app, ivr["uniqueid"])
+        task = await app.followup.get(rows["ivr"]["task_id"])
+        assert (task["caller_num"], task["reason"], task["recording"]) == ("13800000002", "callback_request", ivr["recordings"][0])
+        assert task["misses"] == 1 and [h["call_id"] for h in task["history"] if h["kind"] == "miss"] == [ivr["uniqueid"]]
     finally:
         if server is not None:
             await server.stop()

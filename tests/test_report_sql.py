@@ -2,7 +2,10 @@
 figures of the reference Python path (`daily_figures` over the day's call records): on the real
 traces replayed at chosen times, and on randomised days (waits on the thresholds to the
 microsecond, transfers, IVR hang-ups, after-hours, stints after midnight, departments with
-hours of their own, weekends); the report command opens the database read-only."""
+hours of their own, weekends); the report command opens the database read-only. `_compare`
+checks the whole report built from either path, so every figure (calls by hour, wait bands,
+longest wait, causes, checks, agents' answers, lost calls) agrees too; tests/test_report_content.py
+adds a cut lost-call list with ties."""
 from __future__ import annotations
 
 import dataclasses

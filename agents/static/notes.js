@@ -2,6 +2,12 @@
 // on screen (that is when it counts as delivered) and acknowledged with 确认.
 import { api, el, replace, when, toast, describe } from "./common.js";
 
+// a report notification (kind "report", reports/deliver.py) links to its archived report
+function reportLink(n) {
+  const m = n.kind === "report" && /\/api\/reports\/archive\/(\d+)/.exec(n.body || "");
+  return m ? el("a", { class: "report-link", href: `/api/reports/archive/${m[1]}`, text: "下载报表" }) : null;
+}
+
 export class Notes {
   constructor(getLive) {
     this.getLive = getLive;
@@ -37,6 +43,7 @@ export class Notes {
     replace(this.list, items.map((n) => el("li", { class: "unacked", dataset: { id: String(n.id) } },
       el("span", { class: "subject", text: n.subject || "通知" }),
       n.body ? el("span", { class: "body", text: n.body }) : null,
+      reportLink(n),
       el("div", { class: "actions-inline" },
         el("span", { class: "when", text: when(n.created_at) }),
         el("button", { type: "button", class: "small", "aria-label": `确认通知：${n.subject || ""}`,

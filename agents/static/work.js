@@ -3,7 +3,8 @@
 import { api, el, replace, when, day, describe, toast } from "./common.js";
 
 const REASONS = { abandoned: "放弃", ivr_abandoned: "IVR挂机", timed_out: "排队超时", no_agent: "无人值守",
-                  after_hours: "非工作时间", ring_no_answer: "振铃未接" };
+                  after_hours: "非工作时间", ring_no_answer: "振铃未接", callback_request: "留言回拨",
+                  dissatisfied: "不满意回访" };
 const RESULTS = { pending: "正在呼叫…", answered: "已接通", no_answer: "未接通", busy: "占线", failed: "呼叫失败",
                   cancelled: "已取消", congestion: "线路忙" };
 
@@ -35,6 +36,8 @@ export function renderWork(tbody, cases, tasks, options = {}) {
   replace(tbody, list.map((r) => {
     const it = r.item;
     const status = r.kind === "task" ? (REASONS[it.reason] || it.reason || "") + (it.misses > 1 ? ` · 未接 ${it.misses} 次` : "")
+                                       + (it.rectify_deadline ? ` · 整改期限 ${when(it.rectify_deadline)}` : "")
+                                       + (it.recording ? ` · 留言 ${it.recording}` : "")
                                      : (it.item || "") + (it.disposition ? "" : " 待填写处理结果");
     const cells = [
       el("td", { text: `${r.label} #${it.id}` }),

@@ -54,6 +54,12 @@ class Timing:
     presence_every: tuple[float, float] = (3.0, 7.0)
     pause: tuple[float, float] = (5.0, 12.0)
     away: tuple[float, float] = (4.0, 8.0)          # logged out or unreachable
+    # the FastAGI IVR (the generated dialplan): what the simulated caller hears and does
+    prompt: tuple[float, float] = (0.3, 0.8)        # one prompt played (STREAM FILE, GET DATA's prompt)
+    key: tuple[float, float] = (0.3, 1.2)           # a caller presses a key this long after the prompt
+    key_timeout: float = 2.0                        # GET DATA without a key (the flow's timeout, shortened)
+    message: tuple[float, float] = (1.0, 2.5)       # a callback message (RECORD FILE) until #
+    direct_ring: float = 3.0                        # Dial(TARGET, ringtime): the owner's phone, then the queue
 
     def scaled(self, factor: float) -> "Timing":
         def scale(value):
@@ -157,6 +163,8 @@ class Queue:
 class State(Enum):
     IVR = "ivr"
     CLOSED = "closed"            # after-hours message playing
+    DIRECT = "direct"            # the owner's / post agent's phone dialled directly (首问负责)
+    SURVEY = "survey"            # the survey AGI after the agent hung up
     QUEUED = "queued"
     TALKING = "talking"
     DONE = "done"
@@ -185,3 +193,9 @@ class Call:
     connected_at: datetime | None = None
     hold: int = 0
     transferred: list[tuple[Member, datetime, int]] = field(default_factory=list)
+    agi: object | None = None    # the running AGI() conversation (agi_client.AgiCall)
+    variables: dict[str, str] = field(default_factory=dict)   # set by the IVR (SET VARIABLE)
+    direct: Agent | None = None  # the agent dialled directly
+    direct_answered: bool = False
+    menu_answers: int = 0        # keys asked of this caller so far (GET DATA in a menu)
+    survey_key: str | None = None    # the caller's mind about the survey, once asked

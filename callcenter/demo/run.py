@@ -2,8 +2,10 @@
 
 Wiring: an ``AmiServer`` with nothing recorded listens on a free local port, and the application
 that ``serve`` runs (``bootstrap.build``: the same ``Service``, store and follow-up) connects to it
-as to any Asterisk. Once the service has logged in,
-the ``PbxSimulator`` starts and pushes its events with ``server.emit``. Every committed call is
+as to any Asterisk; the app's FastAGI IVR (ivr/server.py ``attach``) listens on another free port.
+Once the service has logged in, the ``PbxSimulator`` starts and pushes its events with
+``server.emit``; each of its callers walks the IVR over TCP (dialplan.py, agi_client.py), and the
+IVR's sessions are counted (ivr_summary.IvrTally) after the app has stored them. Every committed call is
 printed as one line. At the end (after ``seconds``, or on SIGINT/SIGTERM) arrivals stop, calls in
 progress get a short grace period, whatever remains is ended the way it would end at that moment
 (nothing stays open), agents log out, and the summary is built from what the store holds.
@@ -22,7 +24,6 @@ import signal
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Callable
 from zoneinfo import ZoneInfo
 
 from reports import daily
@@ -32,14 +33,14 @@ from ..ami.client import Endpoint
 from ..ami.server import AmiServer
 from ..bootstrap import build
 from ..clock import SystemClock
-from ..domain.records import CallRecord, Outcome, StintEnd
-from ..domain.validation import mask_number
+from ..domain.records import CallRecord, Outcome
 from ..service import Service
 from ..settings import Settings
+from .ivr_summary import IvrTally, demo_database
+from .lines import LiveLines, Out, _pad
 from .simulator import OpeningHours, PbxSimulator, Timing
 
 log = logging.getLogger(__name__)
-Out = Callable[[str], None]
 LEAD_SECONDS = 2.0          # a shifted demo clock starts this long before the lines open
 DRAIN_SECONDS = 5.0         # grace period for calls in progress at the end
 CONNECT_TIMEOUT = 10.0
@@ -75,77 +76,6 @@ def demo_clock(settings: Settings, at: datetime | None, base) -> tuple[object, s
         f"{LEAD_SECONDS:g} 秒（{start.astimezone(tz):%Y-%m-%d %H:%M:%S}）起实时推进。")
 
 
-# --- live lines ---------------------------------------------------------------------------------
-
-def _width(text: str) -> int:
-    return sum(2 if ord(ch) > 0x2E80 else 1 for ch in text)
-
-
-def _pad(text: str, width: int) -> str:
-    return text + " " * max(0, width - _width(text))
-
-
-class LiveLines:
-    """Commit listener: one human-readable zh-CN line per completed call."""
-
-    def __init__(self, settings: Settings, out: Out):
-        self.out = out
-        self.tz = ZoneInfo(settings.timezone)
-        self.directory = settings.directory()
-        self.short = settings.thresholds.short_abandon_seconds
-        self.roles: dict[tuple[str, str], str] = {}
-        for p in settings.posts:
-            self.roles[(p.department, p.a)] = "A"
-            self.roles[(p.department, p.b)] = "B"
-        self.seen: set[tuple[str, str]] = set()
-
-    async def __call__(self, records: list[CallRecord]) -> None:
-        for record in records:
-            self.seen.add((record.pbx, record.id))
-            self.out(self.format(record))
-
-    def department(self, department: str | None) -> str:
-        return self.directory.department_names.get(department or "", department or "未知部门")
-
-    def agent(self, department: str | None, agent: str | None, member_name: str) -> str:
-        name = self.directory.agent_names.get(agent or "", member_name or "未知坐席")
-        role = self.roles.get((department, agent))
-        return f"{name}（{role}岗）" if role else name
-
-    def format(self, r: CallRecord) -> str:
-        caller = "未显示号码" if r.withheld else mask_number(r.caller_num)     # as the lists show them
-        if r.caller_name and not r.withheld:
-            caller += f" {r.caller_name}"
-        started = r.started_at.astimezone(self.tz).strftime("%H:%M:%S")
-        outcome = OUTCOME_ZH.get(r.outcome.value, r.outcome.value)
-        return (f"{started}  {_pad(self.department(r.department), 30)}  {_pad(caller, 20)}  "
-                f"{_pad(outcome, 10)}  {self.details(r)}")
-
-    def details(self, r: CallRecord) -> str:
-        if not r.stints:
-            return "非工作时间，已播放提示音" if r.outcome is Outcome.AFTER_HOURS else "在语音导航中挂机"
-        parts = []
-        for index, s in enumerate(r.stints):
-            wait = f"{s.wait_seconds or 0:.1f}"
-            missed = f"{'、'.join(s.no_answers)}未接，" if s.no_answers else ""
-            if s.end is StintEnd.ANSWERED:
-                text = f"{self.agent(s.department, s.agent, s.member_name)}接听，等待 {wait} 秒"
-                if not s.transferred and s.talk_seconds is not None:
-                    text += f"，通话 {s.talk_seconds:.0f} 秒"
-            elif s.end is StintEnd.ABANDONED:
-                short = "（短放弃）" if (s.wait_seconds or 0) < self.short else ""
-                text = f"等待 {wait} 秒后挂断{short}"
-            elif s.end is StintEnd.TIMED_OUT:
-                text = f"等待 {wait} 秒无人接听，超时"
-            elif s.end is StintEnd.NO_AGENT:
-                text = "无坐席值守"
-            else:
-                text = "结果未知"
-            prefix = f"转{self.department(s.department)}：" if index else ""
-            parts.append(prefix + missed + text)
-        return " → ".join(parts)
-
-
 # --- the run ------------------------------------------------------------------------------------
 
 @dataclass
@@ -156,6 +86,12 @@ class DemoResult:
     calls_stored: int
     open_calls: int
     records: list[CallRecord] = field(default_factory=list)
+    ivr: IvrTally | None = None                 # the IVR sessions, as the FastAGI server finished them
+    agi_counts: dict = field(default_factory=dict)    # the FastAGI server's counts (sessions, completed...)
+    ivr_events: dict = field(default_factory=dict)    # UserEvents the IVR raised on the AMI stream
+    transfers: int = 0                          # blind transfers (the caller walks the other hotline's IVR)
+    repeat_calls: int = 0                       # answered callers who called the same department again
+    cut_short: int = 0                          # calls still in progress at the end (ended by the PBX)
 
 
 def _print(line: str) -> None:
@@ -228,8 +164,11 @@ async def run(settings: Settings, db_url: str, seconds: float | None = None, rat
     app = build(settings, db_url, clock)
     app.service.checkpointer.resume = False         # a new simulation each run: nothing to resume
     service, store = app.service, app.store
+    from ivr import server as ivr_server            # the callers' IVR, on a port of its own
+    ivr = ivr_server.attach(app, host="127.0.0.1", port=0)
+    tally = IvrTally(settings.directory().department_names).attach(ivr.ivr)
     server = AmiServer()
-    lines = LiveLines(settings, out)
+    lines = LiveLines(settings, out, tally.of)
     service.on_calls_committed(lines)
     stop, hurry = asyncio.Event(), asyncio.Event()
     installed = _install_signals(stop, hurry) if handle_signals else []
@@ -249,10 +188,10 @@ async def run(settings: Settings, db_url: str, seconds: float | None = None, rat
         except asyncio.TimeoutError:
             raise RuntimeError(f"the service did not log in to the simulated PBX on port {port}") from None
         sim = PbxSimulator(settings, server.emit, clock, seed=seed, rate=rate, timing=timing,
-                           first_seq=first_seq, calendar=app.calendar)
+                           first_seq=first_seq, calendar=app.calendar, agi=("127.0.0.1", ivr.port))
         from ..auth.demo import demo_access                 # the API and the demo's sign-in (issue 10)
         out(await demo_access(app))
-        out(_banner(settings, sim, port, rate, seed, seconds, notice))
+        out(_banner(settings, sim, port, rate, seed, seconds, notice, ivr.port))
         started = clock.now()
         sim.start()
         halt = asyncio.Event()
@@ -267,6 +206,7 @@ async def run(settings: Settings, db_url: str, seconds: float | None = None, rat
             halt.set()
             await driver
             sim.close()
+            await sim.agi_settled()            # the IVR sessions of the calls just ended
         await _delivered(service, client, server, sim)
         await app.after_commit.catch_up()      # tasks of every delivered call before the summary
         ended = clock.now()
@@ -276,7 +216,10 @@ async def run(settings: Settings, db_url: str, seconds: float | None = None, rat
         open_calls = service.calls.open_calls
         summary = _summary(settings, records, tasks, started, ended, loop.time() - started_wall, sim,
                            open_calls, seed)
-        return DemoResult(summary, seed, sim.calls_started, len(records), open_calls, records)
+        summary += "\n" + "\n".join(tally.lines(dict(ivr.agi.counts)))
+        return DemoResult(summary, seed, sim.calls_started, len(records), open_calls, records, tally,
+                          dict(ivr.agi.counts), dict(sim.ivr_events), sim.transfers, sim.repeat_calls,
+                          sim.cut_short)
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
@@ -288,22 +231,29 @@ async def run(settings: Settings, db_url: str, seconds: float | None = None, rat
         await server.close()
 
 
-async def run_demo(settings: Settings, db_url: str, seconds: float | None, rate: float,
+async def run_demo(settings: Settings, db_url: str | None, seconds: float | None, rate: float,
                    seed: int | None, at: datetime | None = None) -> str:
-    """Entry point of `callcenter demo`: run, print live lines, return the summary."""
-    return (await run(settings, db_url, seconds, rate, seed, at=at)).summary
+    """Entry point of `callcenter demo`: run, print live lines, return the summary. Without
+    `--db` (the default URL) a fresh database of its own (ivr_summary.demo_database)."""
+    db_url, where = demo_database(db_url)
+    if where:
+        _print(where)
+    summary = (await run(settings, db_url, seconds, rate, seed, at=at)).summary
+    return summary + (f"\n\n{where}" if where else "")
 
 
 # --- text ---------------------------------------------------------------------------------------
 
 def _banner(settings: Settings, sim: PbxSimulator, port: int, rate: float, seed: int,
-            seconds: float | None, notice: str) -> str:
+            seconds: float | None, notice: str, agi_port: int) -> str:
     agents = {m.agent.id for q in sim.queues.values() for m in q.members}
     until = f"运行 {seconds:g} 秒后结束" if seconds else "按 Ctrl-C 结束"
     header = f"{_pad('时间', 8)}  {_pad('部门', 30)}  {_pad('来电', 20)}  {_pad('结果', 10)}  经过"
     return "\n".join([
         f"模拟 PBX 已在 127.0.0.1:{port} 提供 AMI，服务已登录。{len(sim.queues)} 个部门热线，"
         f"{len(agents)} 名坐席（A 岗、B 岗），平均每秒 {rate:g} 通来电，随机种子 {seed}（--seed 可复现）。",
+        f"来电先经服务的语音导航（FastAGI，127.0.0.1:{agi_port}）：按键选择事项、非工作时间留言、"
+        "首问负责转原经办人，通话后满意度评价。",
         notice, f"{until}。", "", header])
 
 

@@ -1,15 +1,19 @@
 """A simulated Asterisk: hotline calls and agent presence as the AMI events a real PBX emits.
 
-It plays the lab PBX of ``shared/ami-traces/pbx`` for the configured departments: dialplan context
-``hotline`` (after-hours check, IVR menu, ``UserEvent`` IvrChoice / QueueExit / AfterHours), one
+With ``agi`` (the demo) its hotline dialplan is the one ``callcenter asterisk-config`` generates:
+every caller walks the service's FastAGI IVR over TCP and the call follows the route it set
+(dialplan.py: menus, callback requests, owner routing, the survey). Without it, it plays the lab
+PBX of ``shared/ami-traces/pbx`` for the configured departments: dialplan context ``hotline``
+(after-hours check, IVR menu, ``UserEvent`` IvrChoice / QueueExit / AfterHours). Either way: one
 queue per department with linear strategy, the post's A agent at penalty 0 and B at penalty 1,
 autopause, and agents reached as Local channels. Every message has the headers, in the order, that
 the recorded traces show (with ``timestampevents = yes``). Events nobody downstream needs are left
 out: VarSet, Dial*, Bridge*, LocalBridge, NewConnectedLine, *HangupRequest and Cdr.
 
-The simulator is a discrete-event machine without I/O: ``emit`` receives each message, ``clock``
-tells the time, ``tick()`` runs what is due and returns the seconds until the next action. Tests
-drive it step by step with a fixed clock; the demo drives it in real time with ``run``.
+The simulator is a discrete-event machine: ``emit`` receives each message, ``clock`` tells the
+time, ``tick()`` runs what is due and returns the seconds until the next action. Without ``agi``
+it does no I/O and tests drive it step by step with a fixed clock; the demo drives it in real
+time with ``run`` (the AGI conversations wait on its timers).
 
 Agents log in, pause with a reason (会议, 午休...), are auto-paused when they let a call ring,
 become unreachable for a while, log out. Outcomes come from the dynamics (agents busy, paused or
@@ -28,17 +32,22 @@ from typing import Callable
 
 from ..domain.calendar import WorkdayCalendar
 from ..settings import Settings
+from .callers import Callers
+from .dialplan import GeneratedDialplan
 from .messages import AmiMessages
-from .model import (DECK, DEPARTMENT_WEIGHTS, GIVEN_NAMES, MOBILE_PREFIXES, SURNAMES, UNANSWERED, UNKNOWN, Agent,
-                    Call, Emit, Member, OpeningHours, Queue, State, Timing)
+from .model import (DEPARTMENT_WEIGHTS, UNANSWERED, Agent, Call, Emit, Member, OpeningHours,  # noqa: F401
+                    Queue, State, Timing)                           # OpeningHours, Timing: run.py imports them here
 
 
-class PbxSimulator(AmiMessages):
-    """A PBX for the configured departments; call ``start`` once, then ``tick`` (or ``run``)."""
+class PbxSimulator(AmiMessages, GeneratedDialplan, Callers):
+    """A PBX for the configured departments; call ``start`` once, then ``tick`` (or ``run``).
+    ``agi``: (host, port) of the service's FastAGI server: the hotline dialplan is the generated
+    one (dialplan.py), each caller walks the real IVR over TCP (needs ``run`` on an event loop);
+    None: the lab PBX's hand-written dialplan (after-hours check, a menu, IvrChoice) without I/O."""
 
     def __init__(self, settings: Settings, emit: Emit, clock, seed: int | None = None,
                  rate: float = 1.0, timing: Timing | None = None, first_seq: int = 1,
-                 calendar: WorkdayCalendar | None = None):
+                 calendar: WorkdayCalendar | None = None, agi: tuple[str, int] | None = None):
         if rate <= 0:
             raise ValueError(f"rate must be positive, got {rate}")
         self.settings = settings
@@ -63,6 +72,17 @@ class PbxSimulator(AmiMessages):
         self._deck: list[str] = []
         self._decks = 0
         self._callers: list[tuple[str, str]] = []
+        self.agi = agi
+        self.pbx = settings.pbxes[0].id if settings.pbxes else "pbx1"
+        self.by_hotline = {q.hotline: q for q in self.queues.values()}
+        self.agi_tasks: set[asyncio.Task] = set()
+        self.agi_runs: dict[str, int] = {}           # AGISTATUS -> conversations
+        self.ivr_events: dict[str, int] = {}         # UserEvents raised by the IVR (EXEC UserEvent)
+        self.answered_callers: list[tuple[tuple[str, str], str, str]] = []   # (caller id, department, agent)
+        self.transfers = 0
+        self.repeat_calls = 0                        # answered callers who called the department again
+        self._prompts: dict[str, dict] = {}
+        self._wake_event: asyncio.Event | None = None
 
     # --- driving ------------------------------------------------------------------------------
 
@@ -87,12 +107,19 @@ class PbxSimulator(AmiMessages):
 
     async def run(self, halt: asyncio.Event, max_sleep: float = 0.25) -> None:
         """Tick in real time until ``halt`` is set."""
+        self._wake_event = wake = asyncio.Event()
         while not halt.is_set():
             wait = min(max(self.tick(), 0.001), max_sleep)
+            wake.clear()
             try:
-                await asyncio.wait_for(halt.wait(), wait)
+                await asyncio.wait_for(wake.wait(), wait)
             except asyncio.TimeoutError:
                 pass
+
+    def _wake(self) -> None:
+        """Something outside ``tick`` (an AGI conversation) scheduled an action: tick again now."""
+        if self._wake_event is not None:
+            self._wake_event.set()
 
     def stop_arrivals(self) -> None:
         """No new calls and no presence changes; calls in progress go on."""
@@ -105,7 +132,8 @@ class PbxSimulator(AmiMessages):
         self.cut_short += len(self.calls)
         for call in list(self.calls):
             {State.IVR: self._ivr_hangup, State.CLOSED: self._closed_end, State.QUEUED: self._abandon,
-             State.TALKING: lambda c: self._end_talk(c, by_caller=False)}[call.state](call)
+             State.TALKING: lambda c: self._end_talk(c, by_caller=False), State.DIRECT: self._direct_cancel,
+             State.SURVEY: self.agi_caller_hangs_up}[call.state](call)
         for queue in self.queues.values():
             for member in queue.members:
                 if member.logged_in:
@@ -240,6 +268,9 @@ class PbxSimulator(AmiMessages):
         """A citizen dials a department's hotline (random department and intention by default)."""
         self._sync()
         queues = list(self.queues.values())
+        again = self._repeat_caller() if department is None else None
+        if again is not None:
+            department = again[1]
         if department is None:
             weights = [DEPARTMENT_WEIGHTS.get(q.department, 1) for q in queues]
             queue = self.rng.choices(queues, weights)[0]
@@ -251,7 +282,7 @@ class PbxSimulator(AmiMessages):
         call = Call(intent, queue.department, queue.hotline, queue, one, two, None)
         self.calls.append(call)
         self.calls_started += 1
-        caller = self._caller()
+        caller = again[0] if again is not None else self._caller()
         for leg in (one, two):
             self._send("Newchannel", leg.block())
         self._newexten(one, 1, "AppDial2", "(Outgoing Line)")
@@ -269,6 +300,14 @@ class PbxSimulator(AmiMessages):
 
     def _ivr(self, call: Call) -> None:
         two = call.two
+        if self.agi is not None:                 # the generated dialplan: the FastAGI IVR decides
+            if call.intent is None and self.hours.is_open(call.department, self._now):
+                call.intent = self._deal()
+                patience = {"abandon_short": self.timing.short_patience,
+                            "abandon_long": self.timing.long_patience}.get(call.intent)
+                call.patience = self._uniform(patience) if patience else None
+            self._agi_ivr(call)
+            return
         if not self.hours.is_open(call.department, self._now):
             self._enter(call, State.CLOSED)
             self._newexten(two, 3, "GotoIf", "1?closed")
@@ -296,15 +335,19 @@ class PbxSimulator(AmiMessages):
         self._finish(call)
 
     def _ivr_hangup(self, call: Call) -> None:
+        self._complete_transferred(call)
         self._hangup(call.one, 0)
         self._hangup(call.two, 0)
         self._finish(call)
 
-    def _join(self, call: Call, queue: Queue) -> None:
+    def _join(self, call: Call, queue: Queue, ivr_event: bool = True) -> None:
+        """Queue(); ``ivr_event``: the hand-written dialplan's IvrChoice first (the FastAGI IVR
+        raises its own)."""
         self._enter(call, State.QUEUED)
         call.queue, call.ringing, call.retry_pending = queue, None, False
-        choice = "0" if self.rng.random() < 0.15 else "1"        # 0: "a person, please"
-        self._user_event(call.two, 5, "IvrChoice", {"Queue": queue.name, "Choice": choice})
+        if ivr_event:
+            choice = "0" if self.rng.random() < 0.15 else "1"        # 0: "a person, please"
+            self._user_event(call.two, 5, "IvrChoice", {"Queue": queue.name, "Choice": choice})
         self._newexten(call.two, 6, "Queue", f"{queue.name},t,,,{self.timing.queue_timeout:g}")
         if not queue.waiting:
             self._device(f"Queue:{queue.name}", "RINGING")
@@ -379,6 +422,7 @@ class PbxSimulator(AmiMessages):
         call.ringing, agent.ringing, agent.busy = None, None, call
         call.member, call.connected_at = m, self._now
         m.calls_taken, m.last_call = m.calls_taken + 1, self._epoch()
+        self._answered_by(call, agent, m.queue.department)
         talk = self._uniform(self.timing.talk)
         self._newexten(two, 5, "Wait", f"{round(talk, 1):g}")
         target = self._transfer_target(call) if call.intent == "transfer" and not call.transferred else None
@@ -468,6 +512,7 @@ class PbxSimulator(AmiMessages):
         m, (one, two) = call.member, call.agent_legs
         talk = str(int((self._now - call.connected_at).total_seconds()))
         values = {"HoldTime": str(call.hold), "TalkTime": talk, "Reason": "caller" if by_caller else "agent"}
+        survey = self.agi is not None and not by_caller and not self._closing
         if by_caller:
             self._hangup(call.one, 16)
             self._agent_event("AgentComplete", call, m, values)
@@ -481,12 +526,17 @@ class PbxSimulator(AmiMessages):
             self._hangup(two, 16)
             self._hangup(one, 16)
             self._complete_transferred(call)
-            self._hangup(call.two, 16)
-            self._hangup(call.one, 16)
+            if not survey:
+                self._hangup(call.two, 16)
+                self._hangup(call.one, 16)
         self._device(f"Local/{m.agent.exten}@agents", "NOT_INUSE")
         self._device(f"Local/{m.agent.exten}@agents", "NOT_INUSE")
         m.agent.busy = None
-        self._finish(call)
+        call.agent_legs = None
+        if survey:                      # Queue option c: the caller stays for the survey AGI
+            self._survey(call)
+        else:
+            self._finish(call)
         self._dispatch_all()
 
     def _transfer_target(self, call: Call) -> Queue | None:
@@ -498,6 +548,7 @@ class PbxSimulator(AmiMessages):
         """The agent blind-transfers the caller to another department's hotline (Redirect)."""
         m, (one, two) = call.member, call.agent_legs
         old = call.queue
+        self.transfers += 1
         call.two.exten = target.hotline
         self._newexten(call.two, 1, "Queue", f"{old.name},t,,,{self.timing.queue_timeout:g}")
         self._newexten(call.two, 2, "Answer")
@@ -507,7 +558,10 @@ class PbxSimulator(AmiMessages):
         call.transferred.append((m, call.connected_at, call.hold))
         call.member, call.agent_legs, call.patience = None, None, None
         m.agent.busy = None
-        self._join(call, target)
+        if self.agi is not None:        # the other hotline's extension: its IVR, then its route
+            self._agi_ivr(call)
+        else:
+            self._join(call, target)
         self._hangup(two, 16)
         self._device(f"Local/{m.agent.exten}@agents", "NOT_INUSE")
         self._dispatch_all()
@@ -523,38 +577,11 @@ class PbxSimulator(AmiMessages):
 
     def _finish(self, call: Call) -> None:
         self._enter(call, State.DONE)
+        if call.agi is not None:
+            call.agi.gone()
         self.calls.remove(call)
         self._hotline_device(call)
         self._hotline_device(call)
-
-    # --- callers ------------------------------------------------------------------------------
-
-    def _deal(self) -> str:
-        if not self._deck:
-            self._deck = list(DECK)
-            self.rng.shuffle(self._deck)
-            if not self._decks:          # the first deck: every kind within eight calls
-                rare = [card for card in self._deck if card != "answer"]
-                answers = ["answer"] * (len(self._deck) - len(rare))
-                self._deck = answers[:1] + rare[:3] + answers[1:2] + rare[3:] + answers[2:]
-            self._decks += 1
-        return self._deck.pop(0)
-
-    def _caller(self) -> tuple[str, str]:
-        """A caller ID: mostly mobiles, some Shanghai landlines, a few withheld; some names."""
-        rng = self.rng
-        if self._callers and rng.random() < 0.1:
-            return rng.choice(self._callers)                # calls again
-        roll = rng.random()
-        if roll < 0.02:
-            return ("anonymous", "Anonymous")
-        if roll < 0.17:
-            number = f"021{rng.choice('56')}9{rng.randrange(10**6):06d}"
-        else:
-            number = f"{rng.choice(MOBILE_PREFIXES)}{rng.randrange(10**8):08d}"
-        name = rng.choice(SURNAMES) + rng.choice(GIVEN_NAMES) if rng.random() < 0.4 else UNKNOWN
-        self._callers = (self._callers + [(number, name)])[-50:]
-        return number, name
 
 
 def _queues(settings: Settings) -> dict[str, Queue]:

@@ -276,3 +276,19 @@ def open_sessions(members: Iterable[Member], now: datetime) -> list[AgentSession
         if m.unreachable_since is not None:
             out.append(session("unreachable", "", m.unreachable_since))
     return out
+
+
+def agent_day_time(facts: Iterable[SessionFact], start: datetime, until: datetime) -> dict[str, tuple[timedelta, timedelta]]:
+    """Per agent: (login time, pause time) within [start, until) (a login spanning midnight
+    counts only its part in the day), over every queue: logged in to any queue, paused while
+    logged in. The daily report's per-agent figures."""
+    day = [(start, until)] if until > start else []
+    spans: dict[str, dict[str, list[Interval]]] = {}
+    for f in facts:
+        if f.agent and f.kind in ("login", "pause"):
+            spans.setdefault(f.agent, {}).setdefault(f.kind, []).append((f.started_at, f.ended_at))
+    out = {}
+    for agent, kinds in spans.items():
+        login = intersect(kinds.get("login", []), day)
+        out[agent] = (total(login), total(intersect(kinds.get("pause", []), login)))
+    return out

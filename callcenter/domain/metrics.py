@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import Callable
 
 from .directory import Directory
@@ -17,6 +17,10 @@ from .records import CallRecord, Outcome, Stint, StintEnd
 
 COUNTS = ("offered", "answered", "abandoned", "short_abandoned", "timed_out", "no_agent", "unknown",
           "ivr_abandoned", "after_hours")
+BANDS = ((0, 15), (15, 30), (30, 60), (60, None))          # answered by wait, seconds: (from, to]
+UNANSWERED_CAUSES = ("abandoned", "short_abandoned", "timed_out", "no_agent", "unknown", "ivr_abandoned")
+LOST_OUTCOMES = (Outcome.ABANDONED, Outcome.ABANDONED_IVR, Outcome.TIMED_OUT, Outcome.NO_AGENT,
+                 Outcome.AFTER_HOURS, Outcome.UNKNOWN)
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,9 @@ class Figures:
     answered_within: dict[float, int] = field(default_factory=dict)
     wait_us: int = 0
     talk_us: int = 0
+    longest_wait_us: int | None = None                  # over offered stints (any end)
+    bands: list[int] = field(default_factory=lambda: [0] * len(BANDS))      # answered, by wait
+    hours: dict[int, list[int]] = field(default_factory=dict)    # hour -> [offered, answered, abandoned]
 
     @property
     def wait_total(self) -> float:
@@ -51,13 +58,31 @@ class Figures:
             self.answered_within[key] = self.answered_within.get(key, 0) + value
         self.wait_us += other.wait_us
         self.talk_us += other.talk_us
+        self._longest(other.longest_wait_us)
+        self.bands = [a + b for a, b in zip(self.bands, other.bands)]
+        for hour, values in other.hours.items():
+            self._hour(hour, *values)
 
-    def count_stint(self, stint: Stint, settings: MetricSettings) -> None:
+    def _longest(self, wait_us: int | None) -> None:
+        if wait_us is not None and (self.longest_wait_us is None or wait_us > self.longest_wait_us):
+            self.longest_wait_us = wait_us
+
+    def _hour(self, hour: int, offered: int, answered: int, abandoned: int) -> None:
+        h = self.hours.setdefault(hour, [0, 0, 0])
+        h[0] += offered
+        h[1] += answered
+        h[2] += abandoned
+
+    def count_stint(self, stint: Stint, settings: MetricSettings, hour: int = 0) -> None:
+        """`hour`: the local hour the stint's call started (calls_by_hour)."""
         c = self.counts
         c["offered"] += 1
         wait = wait_micros(stint)
+        self._longest(wait)
+        self._hour(hour, 1, stint.end is StintEnd.ANSWERED, stint.end is StintEnd.ABANDONED)
         if stint.end is StintEnd.ANSWERED:
             c["answered"] += 1
+            self.bands[band_of(wait)] += 1
             self.wait_us += wait
             self.talk_us += talk_micros(stint.talk_seconds)
             for threshold in settings.service_level_seconds:
@@ -88,6 +113,10 @@ class Figures:
             self.answered_within[threshold] = self.answered_within.get(threshold, 0) + n
         self.wait_us += g.wait_us
         self.talk_us += g.talk_us
+        if g.stints:
+            self._longest(g.longest_wait_us)
+        self.bands = [a + b for a, b in zip(self.bands, g.bands)]
+        self._hour(g.hour, g.stints, g.answered, g.abandoned)
 
     def as_dict(self, settings: MetricSettings) -> dict:
         c = self.counts
@@ -100,7 +129,22 @@ class Figures:
             for s in settings.service_level_seconds]
         out["average_wait_seconds"] = round(self.wait_total / c["answered"], 1) if c["answered"] else None
         out["average_talk_seconds"] = round(self.talk_total / c["answered"], 1) if c["answered"] else None
+        out["longest_wait_seconds"] = None if self.longest_wait_us is None else round(self.longest_wait_us / 1e6, 1)
+        out["wait_bands"] = [{"band": f"{lo}-{hi}" if hi else f"{lo}+", "from": lo, "to": hi, "answered": n}
+                             for (lo, hi), n in zip(BANDS, self.bands)]
+        out["calls_by_hour"] = [dict(zip(("hour", "offered", "answered", "abandoned"), (h, *self.hours.get(h, (0, 0, 0)))))
+                                for h in range(24)]
+        out["unanswered_by_cause"] = {**{k: c[k] for k in UNANSWERED_CAUSES},
+                                      "abandoned": c["abandoned"] - c["short_abandoned"]}
         return out
+
+
+def band_of(wait_us: int) -> int:
+    """The index in BANDS of an answered stint's wait (a wait of exactly 15 s is in 0-15)."""
+    for index, (_, hi) in enumerate(BANDS):
+        if hi is None or wait_us <= micros_at_most(hi):
+            return index
+    return len(BANDS) - 1
 
 
 def _rate(part: int, whole: int) -> float | None:
@@ -141,99 +185,17 @@ def micros_below(seconds: float) -> int:
     return m
 
 
-# --- the same figures from per-group counts (SQL aggregates) ---------------------------------
-
 @dataclass(frozen=True)
-class StintGroup:
-    """Stints of the day's calls counted together: same (pbx, queue, department), whether each
-    is its call's last stint and whether it is after-hours (the call's flag, or entered outside
-    its department's business hours). Counts as in `Figures.count_stint`."""
+class LostCall:
+    """A call of the day nobody answered (outcome in LOST_OUTCOMES), placed by its last stint."""
     pbx: str
+    call_id: str
+    at: datetime
+    caller_num: str
+    department: str | None
     queue: str
-    department: str | None
-    last: bool
-    after_hours: bool
-    stints: int
-    answered: int = 0
-    abandoned: int = 0
-    short_abandoned: int = 0
-    timed_out: int = 0
-    no_agent: int = 0
-    thresholds: tuple[float, ...] = ()
-    answered_within: tuple[int, ...] = ()
-    wait_us: int = 0
-    talk_us: int = 0
-
-
-@dataclass(frozen=True)
-class IvrGroup:
-    """The day's calls without a stint, counted together by what decides their row and cause:
-    (pbx, ivr_queue, department, hotline), whether the outcome is after_hours, and for each
-    hours profile whether the call started inside its business hours (`open_by_profile`)."""
-    pbx: str
-    ivr_queue: str
-    department: str | None
-    hotline: str
-    after_hours_outcome: bool
-    open_by_profile: tuple[bool, ...]
-    calls: int
-
-
-class Ambiguous(Exception):
-    """(pbx, queue) rows met with several departments: the row gets the department of its first
-    stint or call in call order, which grouped counts do not keep. `keys` are those rows; the
-    caller finds their first department and passes it as `first_department`."""
-
-    def __init__(self, keys: set[tuple[str, str]]):
-        super().__init__(sorted(keys))
-        self.keys = keys
-
-
-def ivr_row(i: IvrGroup, directory: Directory) -> tuple[str, str | None]:
-    """The (queue, department) row of a call without a stint, as `daily_figures` chooses it."""
-    queue = i.ivr_queue or (directory.main_queue(i.department, i.pbx) if i.department else None)
-    queue = queue or f"hotline:{i.hotline or '?'}"
-    return queue, directory.department_of_queue(i.pbx, queue) or i.department
-
-
-def grouped_figures(stint_groups: list[StintGroup], ivr_groups: list[IvrGroup], directory: Directory,
-                    profile_of: Callable[[str | None], int],
-                    first_department: dict[tuple[str, str], str | None] | None = None) -> DailyFigures:
-    """`daily_figures` from grouped counts; `profile_of(department)` is the index of the
-    department's business-hours profile in `IvrGroup.open_by_profile`. Raises `Ambiguous` when
-    a row met with several departments is not in `first_department`."""
-    queues: dict[tuple[str, str], Figures] = {}
-    seen: dict[tuple[str, str], set] = {}
-    rows = [ivr_row(i, directory) for i in ivr_groups]
-    for (queue, dept), i in zip(rows, ivr_groups):
-        seen.setdefault((i.pbx, queue), set()).add(dept)
-    for g in stint_groups:
-        seen.setdefault((g.pbx, g.queue), set()).add(g.department)
-    first_department = first_department or {}
-    unresolved = {k for k, depts in seen.items() if len(depts) > 1 and k not in first_department}
-    if unresolved:
-        raise Ambiguous(unresolved)
-    departments = {k: first_department[k] if len(depts) > 1 else next(iter(depts)) for k, depts in seen.items()}
-    totals = Figures()
-
-    def figures(pbx: str, queue: str) -> Figures:
-        return queues.setdefault((pbx, queue), Figures())
-
-    for (queue, dept), i in zip(rows, ivr_groups):
-        key = "after_hours" if (i.after_hours_outcome or not i.open_by_profile[profile_of(dept)]) else "ivr_abandoned"
-        figures(i.pbx, queue).counts[key] += i.calls
-        totals.counts[key] += i.calls
-    for g in stint_groups:
-        f = figures(g.pbx, g.queue)
-        if g.after_hours:
-            f.counts["after_hours"] += g.stints
-            if g.last:
-                totals.counts["after_hours"] += g.stints
-            continue
-        f.add_group(g)
-        if g.last:
-            totals.add_group(g)
-    return DailyFigures(queues, departments, totals)
+    cause: str
+    wait_us: int | None                 # the last stint's wait; None without a stint
 
 
 @dataclass
@@ -241,13 +203,44 @@ class DailyFigures:
     queues: dict[tuple[str, str], Figures]             # (pbx, queue)
     queue_department: dict[tuple[str, str], str | None]
     totals: Figures
+    agents: dict[str, list[int]] = field(default_factory=dict)     # agent -> [answered, talk_us]
+    lost: list[LostCall] = field(default_factory=list)
+
+
+def lost_key(c: LostCall) -> tuple:
+    return (c.at, c.pbx, c.call_id)
+
+
+def limit_lost(calls: list[LostCall], per_department: int | None) -> list[LostCall]:
+    """The lost calls by department, each department's first `per_department` in time order."""
+    out: list[LostCall] = []
+    seen: dict[str | None, int] = {}
+    for c in sorted(calls, key=lost_key):
+        n = seen.get(c.department, 0)
+        if per_department is None or n < per_department:
+            out.append(c)
+        seen[c.department] = n + 1
+    return sorted(out, key=lambda c: (c.department or "", lost_key(c)))
+
+
+def lost_call(record: CallRecord) -> LostCall:
+    last = record.stints[-1] if record.stints else None
+    return LostCall(record.pbx, record.id, record.started_at, record.caller_num,
+                    (last.department if last else None) or record.department,
+                    last.queue if last else record.ivr_queue, record.outcome.value,
+                    wait_micros(last) if last else None)
 
 
 def daily_figures(records: list[CallRecord], directory: Directory,
-                  is_open: Callable[[str | None, datetime], bool], settings: MetricSettings) -> DailyFigures:
+                  is_open: Callable[[str | None, datetime], bool], settings: MetricSettings,
+                  tz: tzinfo | None = None, lost_per_department: int | None = None) -> DailyFigures:
+    """The reference: every call of the day counted in Python (the SQL aggregates of
+    callcenter/storage/report_queries.py must agree). `tz`: the zone of calls_by_hour."""
     queues: dict[tuple[str, str], Figures] = {}
     departments: dict[tuple[str, str], str | None] = {}
     totals = Figures()
+    agents: dict[str, list[int]] = {}
+    lost: list[LostCall] = []
 
     def figures(pbx: str, queue: str, department: str | None) -> Figures:
         key = (pbx, queue)
@@ -257,6 +250,13 @@ def daily_figures(records: list[CallRecord], directory: Directory,
         return queues[key]
 
     for record in records:
+        if record.outcome in LOST_OUTCOMES:
+            lost.append(lost_call(record))
+        for stint in record.stints:
+            if stint.end is StintEnd.ANSWERED and stint.agent:
+                a = agents.setdefault(stint.agent, [0, 0])
+                a[0] += 1
+                a[1] += talk_micros(stint.talk_seconds)
         if not record.stints:
             department = record.department
             queue = record.ivr_queue or (directory.main_queue(department, record.pbx) if department else None)
@@ -267,6 +267,7 @@ def daily_figures(records: list[CallRecord], directory: Directory,
             figures(record.pbx, queue, dept).counts[key] += 1
             totals.counts[key] += 1
             continue
+        hour = (record.started_at.astimezone(tz) if tz else record.started_at).hour
         counted_last = False
         for index, stint in enumerate(record.stints):
             f = figures(record.pbx, stint.queue, stint.department)
@@ -277,13 +278,16 @@ def daily_figures(records: list[CallRecord], directory: Directory,
                     totals.counts["after_hours"] += 1
                     counted_last = True
                 continue
-            f.count_stint(stint, settings)
+            f.count_stint(stint, settings, hour)
             if last:
-                totals.count_stint(stint, settings)
+                totals.count_stint(stint, settings, hour)
                 counted_last = True
         assert counted_last
-    return DailyFigures(queues, departments, totals)
+    return DailyFigures(queues, departments, totals, agents, limit_lost(lost, lost_per_department))
 
+
+# the same figures from grouped counts (SQL aggregates): callcenter/domain/metrics_groups.py
+from .metrics_groups import Ambiguous, IvrGroup, StintGroup, grouped_figures, ivr_row  # noqa: E402,F401
 
 # follow-up tasks and cases: callcenter/domain/work_figures.py (re-exported for callers)
 from .work_figures import (  # noqa: E402,F401

@@ -1,6 +1,8 @@
 """Follow-up tasks: every unanswered call becomes someone's task with a deadline (pure).
 
-One open task per caller number and department: repeat misses attach to it. `plan_for_call`
+One open task per caller number and department: repeat misses attach to it. A dissatisfied
+survey rating (issue 12) is such a task too, opened by callcenter/followup/ratings.py; an answered
+call does not close it (NOT_CLOSED_BY_A_CALL). `plan_for_call`
 turns one committed call into decisions (open, attach, close) given the open tasks that exist;
 the follow-up service applies them in one transaction. Nothing here reads a clock or a database.
 """
@@ -22,6 +24,7 @@ class Reason(StrEnum):
     AFTER_HOURS = "after_hours"
     RING_NO_ANSWER = "ring_no_answer"  # a callback attempt the caller did not pick up
     CALLBACK_REQUEST = "callback_request"  # the caller asked to be called back (IVR, voicemail)
+    DISSATISFIED = "dissatisfied"      # a 不满意 survey rating: contact, then rectification (issue 12)
 
 
 class Closure(StrEnum):
@@ -66,6 +69,11 @@ class OpenTask:
     caller_num: str
     department: str
     deadline: datetime
+    reason: str = ""
+
+
+# tasks a later answered call does not close: the caller being served again is not the follow-up owed
+NOT_CLOSED_BY_A_CALL = frozenset({Reason.DISSATISFIED})
 
 
 @dataclass(frozen=True)
@@ -151,7 +159,7 @@ def plan_for_call(record: CallRecord, open_tasks: dict[tuple[str, str], OpenTask
     for stint in record.stints:
         if stint.end is StintEnd.ANSWERED and stint.department:
             task = open_tasks.get((number, stint.department))
-            if task is not None:
+            if task is not None and task.reason not in NOT_CLOSED_BY_A_CALL:
                 decisions.append(Close(task.id, Closure.CALLER_CALLED_AGAIN,
                                        stint.answered_at or record.started_at, record.pbx, record.id))
     miss = _miss_of(record, policy)

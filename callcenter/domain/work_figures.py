@@ -149,3 +149,27 @@ def finish_case_figures(out: dict[str, dict], pending_wrapups: dict[str, int], e
         d["escalation_target"] = escalation_target
         d["escalation_over_target"] = d["escalation_rate"] is not None and d["escalation_rate"] > escalation_target
     return out
+
+
+# --- lost calls: their callback (follow-up task) status --------------------------------------
+
+CALLBACK_STATUSES = ("contacted_in_time", "contacted_late", "closed_unreached", "overdue", "pending",
+                     "no_task_short_abandon", "no_task_withheld_number", "no_task")
+
+
+def callback_status(link: dict | None, now: datetime) -> tuple[str | None, str]:
+    """(task status, callback status) of a lost call from its follow-up link (report_work_queries
+    `lost_call_tasks`): the caller reached by the task's deadline or later, its task closed without
+    reaching them, past the deadline without contact at `now`, still pending; or no task (a short
+    abandon or withheld number the configuration does not follow up, or none at all)."""
+    if link is None:
+        return None, "no_task"
+    if "skipped" in link:
+        why = link["skipped"]
+        return None, f"no_task_{why}" if f"no_task_{why}" in CALLBACK_STATUSES else "no_task"
+    contacted, deadline = link["contacted_at"], link["deadline"]
+    if contacted is not None:
+        return link["status"], "contacted_in_time" if contacted <= deadline else "contacted_late"
+    if link["status"] == "closed":
+        return "closed", "closed_unreached"
+    return link["status"], "overdue" if deadline < now else "pending"

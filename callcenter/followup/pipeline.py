@@ -125,9 +125,10 @@ class TaskPipeline:
         out: dict[tuple[str, str], rules.OpenTask] = {}
         for chunk in range(0, len(numbers), 500):
             rows = (await conn.execute(select(t.tasks.c.id, t.tasks.c.caller_num, t.tasks.c.department,
-                                              t.tasks.c.deadline).where(
+                                              t.tasks.c.deadline, t.tasks.c.reason).where(
                 t.tasks.c.caller_num.in_(numbers[chunk:chunk + 500]), t.tasks.c.status == "open"))).all()
-            out.update({(r.caller_num, r.department): rules.OpenTask(r.id, r.caller_num, r.department, r.deadline)
+            out.update({(r.caller_num, r.department): rules.OpenTask(r.id, r.caller_num, r.department, r.deadline,
+                                                                     r.reason)
                         for r in rows})
         return out
 

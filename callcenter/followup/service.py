@@ -281,6 +281,11 @@ class FollowUp(TaskPipeline):
             "closed_at": r["closed_at"].isoformat() if r["closed_at"] else None,
             "closure": r["closure"], "closed_by": r["closed_by"], "note": r["note"],
             "version": r["version"],
+            # a dissatisfied rating's follow-up, a callback request's message (issue 12: followup/ratings.py)
+            "rectify_deadline": r["rectify_deadline"].isoformat() if r.get("rectify_deadline") else None,
+            "rectify_kind": r.get("rectify_kind"), "case_id": r.get("case_id"),
+            "rated_agent": r.get("rated_agent"), "rated_agent_name": self.directory.agent_names.get(r.get("rated_agent")),
+            "recording": r.get("recording"),
         }
 
 

@@ -43,6 +43,8 @@ def setup_routes(app: web.Application) -> None:
     notifications_api.setup_routes(app)
     lost_api.setup_routes(app)
     reports_api.setup_routes(app)
+    from . import period_api; period_api.setup_routes(app)   # noqa: E702  /api/reports/period (issue 13)
+    from . import archive_api; archive_api.setup_routes(app)   # noqa: E702  the report archive (issue 13)
     from agents import pages; pages.setup_routes(app)   # noqa: E702  the panel's pages and static files
     from agents.live import api as live_api, ws as live_ws   # the panel's WebSocket /api/live and its REST twins
     live_ws.setup_routes(app)

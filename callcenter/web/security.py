@@ -60,6 +60,9 @@ POLICIES: dict[tuple[str, str], Policy] = {
     ("GET", "/api/lost-calls.csv"): P.SUPERVISE,
     ("GET", "/api/callers/{number}/history"): P.WORK,          # the ringing panel
     ("GET", "/api/reports/daily"): P.SUPERVISE,
+    ("GET", "/api/reports/period"): P.SUPERVISE,               # week/month/quarter roll-ups (issue 13)
+    ("GET", "/api/reports/archive"): P.SUPERVISE,              # archived reports: heads their own (archive_api.py)
+    ("GET", "/api/reports/archive/{id}"): P.SUPERVISE,
     ("GET", "/api/live"): P.WORK,                              # the panel's WebSocket; Origin checked (live/ws.py)
     ("GET", "/api/panel/agent"): P.WORK,                       # the agent snapshot (self, head, office)
     ("GET", "/api/panel/dashboard"): P.SUPERVISE,              # the head dashboard

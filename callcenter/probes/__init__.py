@@ -1,0 +1,67 @@
+"""Hotline probes (issue 13, 各单位要对电话是否能打通进行核实): a scheduled test call to each
+published hotline number in business hours, recorded with whether and how fast it was answered,
+and kept out of every other figure.
+
+- `plan`: what to probe and when (pure), Asterisk's reasons as results, and `ProbeRecogniser`,
+  which drops the probes' call records before they are stored (a `Service` record filter).
+- `prober`: one probe: the checked Originate, its OriginateResponse, the `probes` table row.
+- `schedule`: the APScheduler job (active instance only; workdays, business hours).
+- `attach(app, schedule)`: wires them into an `App` (callcenter/bootstrap.py).
+
+The report section is reports/probes.py; `callcenter probe` places one now (cli_commands.py).
+"""
+from __future__ import annotations
+
+from .plan import ProbeRecogniser
+from .prober import Prober
+
+
+def recogniser_for(settings) -> ProbeRecogniser:
+    contexts = [c for p in settings.pbxes for c in p.hotline_contexts] or ["hotline"]
+    cfg = settings.probes
+    return ProbeRecogniser([cfg.caller_id] if cfg.caller_id else [], cfg.context, contexts)
+
+
+def attach(app, schedule: bool = True) -> None:
+    """Probe calls are recognised and dropped from the stream's records (always, also in replays),
+    from records completed outside the stream (queue_log, CDR: `Service.submit_filters`) and from
+    the IVR's sessions (`app.ivr_records.excluded_callers`); with
+    `schedule` (serve) and `probes.enabled` the schedule runs as an app extra on the active instance."""
+    service, settings = app.service, app.settings
+    recogniser = recogniser_for(settings)
+    if recogniser.caller_ids or recogniser.marker:
+        service.subscribe(recogniser.on_event)
+        service.record_filters.append(recogniser.keep)
+        service.submit_filters.append(_dropping(app, recogniser))
+        records = getattr(app, "ivr_records", None)      # the IVR's sessions (ivr/records.py): a probe's
+        if records is not None:                          # session is no IVR hang-up, no rating
+            records.excluded_callers.update(recogniser.caller_ids)
+    prober = Prober(settings, app.store, app.clock, service.clients)
+    service.subscribe(prober.on_event)
+    app.probes = prober
+    app.probe_recogniser = recogniser
+    if schedule and settings.probes.enabled:
+        from .schedule import ProbeScheduler
+        scheduler = ProbeScheduler(prober, settings, app.calendar, app.clock)
+        if app.leadership is not None:
+            scheduler.active = app.leadership
+        app.extras.append(scheduler)
+        app.probe_scheduler = scheduler
+
+
+def _dropping(app, recogniser: ProbeRecogniser):
+    """A `Service.submit_filters` entry: the probes' records dropped. A reader that completed one (queue_log, CDR:
+    they keep what they submitted until they see it stored) forgets it, so its read position
+    moves on."""
+    def submit_kept(records: list) -> list:
+        kept = recogniser.keep(records)
+        if len(kept) != len(records):
+            dropped = {(r.pbx, r.id) for r in records} - {(r.pbx, r.id) for r in kept}
+            for extra in app.extras:
+                pending = getattr(extra, "submitted", None)
+                if isinstance(pending, dict) and isinstance(getattr(extra, "pbx", None), str):
+                    for pbx, callid in dropped:
+                        if pbx == extra.pbx:
+                            pending.pop(callid, None)
+        return kept
+    return submit_kept

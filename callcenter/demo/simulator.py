@@ -16,7 +16,8 @@ it does no I/O and tests drive it step by step with a fixed clock; the demo driv
 time with ``run`` (the AGI conversations wait on its timers).
 
 Agents log in, pause with a reason (会议, 午休...), are auto-paused when they let a call ring,
-become unreachable for a while, log out. Outcomes come from the dynamics (agents busy, paused or
+become unreachable for a while, log out (presence.py). Callers queue, ring members in order, are
+answered, abandon or time out (queueing.py). Outcomes come from the dynamics (agents busy, paused or
 away; callers short of patience) and from each caller's intention, dealt from a shuffled deck so
 that every dozen calls shows the whole mix (the first deck within its first eight calls).
 Durations are scaled down (``Timing``) so that a demo of a few seconds shows every kind of call.
@@ -35,11 +36,13 @@ from ..settings import Settings
 from .callers import Callers
 from .dialplan import GeneratedDialplan
 from .messages import AmiMessages
-from .model import (DEPARTMENT_WEIGHTS, UNANSWERED, Agent, Call, Emit, Member, OpeningHours,  # noqa: F401
+from .presence import AgentPresence
+from .queueing import QueueCalls
+from .model import (DEPARTMENT_WEIGHTS, Agent, Call, Emit, Member, OpeningHours,  # noqa: F401
                     Queue, State, Timing)                           # OpeningHours, Timing: run.py imports them here
 
 
-class PbxSimulator(AmiMessages, GeneratedDialplan, Callers):
+class PbxSimulator(AmiMessages, GeneratedDialplan, Callers, AgentPresence, QueueCalls):
     """A PBX for the configured departments; call ``start`` once, then ``tick`` (or ``run``).
     ``agi``: (host, port) of the service's FastAGI server: the hotline dialplan is the generated
     one (dialplan.py), each caller walks the real IVR over TCP (needs ``run`` on an event loop);
@@ -172,86 +175,6 @@ class PbxSimulator(AmiMessages, GeneratedDialplan, Callers):
     def _epoch(self) -> int:
         return int(self._now.timestamp())
 
-    # --- presence -----------------------------------------------------------------------------
-
-    def _queue_availability(self, queue: Queue) -> None:
-        available = any(m.logged_in and not m.paused for m in queue.members)
-        if available != queue.has_available:
-            queue.has_available = available
-            self._device(f"Queue:{queue.name}_avail", "NOT_INUSE" if available else "INUSE")
-
-    def _login(self, m: Member) -> None:
-        m.logged_in, m.paused, m.reason, m.login_time = True, False, "", self._epoch()
-        self._member_event("QueueMemberAdded", m)
-        self._queue_availability(m.queue)
-        self._dispatch_all()
-
-    def _logout(self, m: Member) -> None:
-        m.logged_in = False
-        self._member_event("QueueMemberRemoved", m)
-        if m.paused:
-            self._device(f"Queue:{m.queue.name}_pause_{m.agent.interface}", "NOT_INUSE")
-        m.paused, m.reason = False, ""
-        self._queue_availability(m.queue)
-
-    def _set_pause(self, m: Member, paused: bool, reason: str = "") -> None:
-        m.paused, m.reason = paused, reason if paused else ""
-        if paused:
-            m.last_pause = self._epoch()
-        self._device(f"Queue:{m.queue.name}_pause_{m.agent.interface}", "INUSE" if paused else "NOT_INUSE")
-        self._queue_availability(m.queue)
-        self._member_event("QueueMemberPause", m)
-        if not paused:
-            self._dispatch_all()
-
-    def _unpause(self, m: Member, reason: str) -> None:
-        if m.logged_in and m.paused and m.reason == reason:
-            self._set_pause(m, False)
-
-    def _relogin(self, m: Member) -> None:
-        if not m.logged_in and not self.stopping:
-            self._login(m)
-
-    def _reachable(self, agent: Agent, reachable: bool) -> None:
-        agent.unreachable = not reachable
-        for m in self._members_of(agent):
-            if m.logged_in:
-                self._member_event("QueueMemberStatus", m)
-        self._device(f"Custom:{agent.exten}", "NOT_INUSE" if reachable else "UNAVAILABLE")
-        if reachable:
-            self._dispatch_all()
-
-    def _members_of(self, agent: Agent) -> list[Member]:
-        return [m for q in self.queues.values() for m in q.members if m.agent is agent]
-
-    def _pause_reason(self) -> str:
-        hour = self._now.astimezone(self.hours.tz).hour
-        if 11 <= hour < 14 and self.rng.random() < 0.8:
-            return "午休"
-        return self.rng.choice(("会议", "会议", "培训", "临时离开"))
-
-    def _presence(self) -> None:
-        """One presence change somewhere, while at most a few members are away at once."""
-        if self.stopping:
-            return
-        members = [m for q in self.queues.values() for m in q.members]
-        away = sum(1 for m in members if not m.logged_in or m.paused or m.agent.unreachable)
-        idle = [m for m in members if m.logged_in and not m.paused and m.agent.free]
-        if idle and away < max(2, len(members) // 5):
-            m = self.rng.choice(idle)
-            kind = self.rng.choices(("pause", "logout", "unreachable"), (6, 2, 1))[0]
-            if kind == "pause":
-                reason = self._pause_reason()
-                self._set_pause(m, True, reason)
-                self._later(self._uniform(self.timing.pause), self._unpause, m, reason)
-            elif kind == "logout":
-                self._logout(m)
-                self._later(self._uniform(self.timing.away), self._relogin, m)
-            else:
-                self._reachable(m.agent, False)
-                self._later(self._uniform(self.timing.away), self._reachable, m.agent, True)
-        self._later(self._uniform(self.timing.presence_every), self._presence)
-
     # --- a call through the hotline dialplan --------------------------------------------------
 
     def _arrival(self) -> None:
@@ -359,152 +282,6 @@ class PbxSimulator(AmiMessages, GeneratedDialplan, Callers):
             self._for_call(call.patience, call, self._abandon)
         self._for_call(self.timing.queue_timeout, call, self._timeout)
         self._dispatch(queue)
-
-    # --- the queue ----------------------------------------------------------------------------
-
-    def _dispatch_all(self) -> None:
-        for queue in self.queues.values():
-            self._dispatch(queue)
-
-    def _dispatch(self, queue: Queue) -> None:
-        """Offer waiting callers, in order, to available members: lowest penalty first."""
-        if self._closing:
-            return
-        for call in list(queue.waiting):
-            if call.ringing or call.retry_pending:
-                continue
-            available = [m for m in queue.members if m.available]
-            if not available:
-                return
-            self._ring(call, min(available, key=lambda m: m.penalty))
-
-    def _ring(self, call: Call, m: Member) -> None:
-        agent = m.agent
-        one, two = call.agent_legs = self._local_pair(agent.exten, "agents", call.one.linkedid)
-        call.ringing, agent.ringing, call.ring_started = m, call, self._now
-        call.rings += 1
-        for leg in (one, two):
-            self._send("Newchannel", leg.block())
-        one.cid = call.two.cid
-        self._newexten(one, 1, "AppQueue", "(Outgoing Line)")
-        self._caller_id(one, call.two.cid)
-        one.connected = two.connected = call.two.cid
-        self._caller_id(two, call.two.cid)
-        one.exten = call.two.exten
-        self._agent_event("AgentCalled", call, m)
-        self._newexten(two, 1, "NoOp", f"Agent {agent.exten} offered a call")
-        answers = call.intent not in UNANSWERED and not (call.intent == "a_misses" and call.misses == 0)
-        if answers:
-            pickup = self._uniform(self.timing.pickup)
-            self._newexten(two, 2, "GotoIf", "0?noans")
-            self._newexten(two, 3, "Wait", f"{round(pickup, 1):g}")
-            self._for_call(pickup, call, self._answer, m, call.rings)
-        else:
-            self._newexten(two, 2, "GotoIf", "1?noans")
-            self._newexten(two, 7, "Wait", "120")
-            self._for_call(self.timing.ring_timeout, call, self._no_answer, m, call.rings)
-
-    def _answer(self, call: Call, m: Member, ring: int) -> None:
-        if call.ringing is not m or call.rings != ring:
-            return
-        agent, (one, two) = m.agent, call.agent_legs
-        self._newexten(two, 4, "Answer")
-        self._up(two)
-        self._up(one)
-        self._newexten(one, 1, "AppQueue", "(Outgoing Line)")
-        self._device(f"Local/{agent.exten}@agents", "INUSE")
-        self._device(f"Local/{agent.exten}@agents", "INUSE")
-        self._leave_queue(call)
-        call.hold = int((self._now - call.joined_at).total_seconds())
-        ring_time = max(1, round((self._now - call.ring_started).total_seconds()))
-        self._agent_event("AgentConnect", call, m, {"HoldTime": str(call.hold), "RingTime": str(ring_time)})
-        self._enter(call, State.TALKING)
-        call.ringing, agent.ringing, agent.busy = None, None, call
-        call.member, call.connected_at = m, self._now
-        m.calls_taken, m.last_call = m.calls_taken + 1, self._epoch()
-        self._answered_by(call, agent, m.queue.department)
-        talk = self._uniform(self.timing.talk)
-        self._newexten(two, 5, "Wait", f"{round(talk, 1):g}")
-        target = self._transfer_target(call) if call.intent == "transfer" and not call.transferred else None
-        if target is not None:
-            self._for_call(self._uniform(self.timing.before_transfer), call, self._transfer, target)
-        else:
-            self._for_call(talk, call, self._end_talk, self.rng.random() < 0.4)
-        self._dispatch_all()
-
-    def _no_answer(self, call: Call, m: Member, ring: int) -> None:
-        if call.ringing is not m or call.rings != ring:
-            return
-        ring_ms = int((self._now - call.ring_started).total_seconds() * 1000)
-        self._agent_event("AgentRingNoAnswer", call, m, {"RingTime": str(ring_ms)})
-        self._set_pause(m, True, "Auto-Pause")                    # queues.conf: autopause = yes
-        self._later(self._uniform(self.timing.auto_pause), self._unpause, m, "Auto-Pause")
-        self._cancel_ring(call)
-        call.misses += 1
-        call.retry_pending = True
-        self._for_call(self.timing.retry, call, self._retry)
-
-    def _retry(self, call: Call) -> None:
-        call.retry_pending = False
-        self._dispatch(call.queue)
-
-    def _cancel_ring(self, call: Call, first_half_only: bool = False) -> None:
-        """The offered agent's channels go away (ring no answer, or the caller left)."""
-        agent = call.ringing.agent
-        one, two = call.agent_legs
-        if one is not None:
-            self._hangup(one, 0)
-        if first_half_only:
-            call.agent_legs = (None, two)
-            return
-        self._hangup(two, 0)
-        self._device(f"Local/{agent.exten}@agents", "NOT_INUSE")
-        self._device(f"Local/{agent.exten}@agents", "NOT_INUSE")
-        call.ringing, agent.ringing, call.agent_legs = None, None, None
-
-    def _leave_queue(self, call: Call) -> None:
-        queue = call.queue
-        position = queue.waiting.index(call) + 1
-        queue.waiting.remove(call)
-        if not queue.waiting:
-            self._device(f"Queue:{queue.name}", "NOT_INUSE")
-        self._queue_event("QueueCallerLeave", call, {"Position": str(position), "Count": str(len(queue.waiting))})
-
-    def _queue_abandon_event(self, call: Call) -> None:
-        hold = int((self._now - call.joined_at).total_seconds())
-        self._queue_event("QueueCallerAbandon", call, {
-            "Position": str(call.queue.waiting.index(call) + 1),
-            "OriginalPosition": str(call.original_position), "HoldTime": str(hold)})
-
-    def _abandon(self, call: Call) -> None:
-        """The caller hangs up while waiting (or while an agent's phone rings)."""
-        ringing = call.ringing is not None
-        if ringing:
-            self._hangup(call.one, 0)
-            self._cancel_ring(call, first_half_only=True)
-            self._queue_abandon_event(call)
-        else:
-            self._queue_abandon_event(call)
-            self._hangup(call.one, 0)
-        self._leave_queue(call)
-        if ringing:
-            self._cancel_ring(call)
-        self._complete_transferred(call)
-        self._hangup(call.two, 0)
-        self._finish(call)
-
-    def _timeout(self, call: Call) -> None:
-        """QTIMEOUT passed: Queue() returns TIMEOUT and the dialplan goes on, then hangs up."""
-        if call.ringing is not None:
-            self._cancel_ring(call)
-        self._queue_abandon_event(call)
-        self._leave_queue(call)
-        self._user_event(call.two, 7, "QueueExit", {"Queue": call.queue.name, "Status": "TIMEOUT"})
-        self._newexten(call.two, 8, "Hangup")
-        self._complete_transferred(call)
-        self._hangup(call.two, 16)
-        self._hangup(call.one, 16)
-        self._finish(call)
 
     # --- talking ------------------------------------------------------------------------------
 

@@ -23,10 +23,12 @@ DEAD = "511 Command Not Permitted on a dead channel or intercept routine"
 
 
 async def _apps(settings, url):
+    """Apps with their FastAGI server started (`make(at, url=, conf=)` overrides the database and
+    the configuration), stopped at the end; tests/test_ivr_records.py uses it too."""
     apps = []
 
-    async def make(at=MONDAY_10):
-        app = build(settings, url, FixedClock(at))
+    async def make(at=MONDAY_10, url=url, conf=settings):
+        app = build(conf, url, FixedClock(at))
         await app.store.migrate()
         server = ivr_server.attach(app, port=0)
         await server.start()

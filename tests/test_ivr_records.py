@@ -16,15 +16,12 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from callcenter.bootstrap import build
-from callcenter.clock import FixedClock
 from callcenter.replay import replay
 from callcenter.settings import DatabaseSettings
 from callcenter.storage import tables as t
-from ivr import server as ivr_server
 from tests.conftest import MONDAY_10, ROOT, SHANGHAI, TRACES
 from tests.test_fastagi import FakeAsterisk
-from tests.test_ivr_agi import HOTLINE, asterisk
+from tests.test_ivr_agi import HOTLINE, _apps, asterisk
 
 BASIC_CALL = ("1795347503.179", "1795347503.178", "13800000002")    # basic.jsonl: answered by 1001 in q-market
 AFTER_HOURS_CALL = ("1795347544.199", "13600000001")                 # afterhours.jsonl: a Sunday caller of market
@@ -32,20 +29,11 @@ AFTER_HOURS_CALL = ("1795347544.199", "13600000001")                 # afterhour
 
 @pytest.fixture
 async def make_app(settings):
-    apps = []
-
-    async def make(url, at=MONDAY_10, conf=settings):
-        app = build(conf, url, FixedClock(at))
-        await app.store.migrate()
-        server = ivr_server.attach(app, port=0)
-        await server.start()
-        apps.append(app)
-        return app
-    yield make
-    for app in apps:
-        await app.ivr.stop()
-        await app.ivr_records.stop()
-        await app.store.close()
+    apps = _apps(settings, None)
+    make = await anext(apps)
+    yield lambda url, at=MONDAY_10, conf=settings: make(at, url=url, conf=conf)
+    async for _ in apps:                    # its clean-up: servers, records, stores
+        pass
 
 
 async def walk(app, digits, uniqueid, caller, script=f"ivr?hotline={HOTLINE}", record="200 result=35 (dtmf) endpos=16000"):

@@ -103,7 +103,10 @@ def _parser() -> argparse.ArgumentParser:
     for kind, zh in (("week", "weekly (Monday-Sunday)"), ("month", "monthly"), ("quarter", "quarterly")):  # issue 13
         rp = report.add_parser(kind, parents=[common], help=f"{zh} roll-up per department with a ranking")
         rp.add_argument("--date", required=True, help="YYYY-MM-DD: any day of the period, in the configured time zone")
-        rp.add_argument("--format", choices=["json", "table"], default="table")
+        rp.add_argument("--format", choices=["table", "json", "html", "xlsx", "csv"], default="table",
+                        help="table (terminal), json, html (A4 printable, chart), xlsx or csv (default table)")
+        rp.add_argument("--out", metavar="FILE", help=f"write the report into FILE (xlsx default: {kind}-report-"
+                        "START.xlsx; '-' writes to stdout when it is not a terminal)")
 
     q = sub.add_parser("import-queue-log", parents=[common],
                        help="store the finished calls of an Asterisk queue_log file that are not stored yet")

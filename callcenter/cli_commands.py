@@ -151,7 +151,7 @@ async def cmd_report_daily(settings: Settings, args) -> str:
     return _report_output(report, args)
 
 
-async def cmd_report_period(settings: Settings, args) -> str:
+async def cmd_report_period(settings: Settings, args) -> str | None:
     """`report week|month|quarter` (issue 13, reports/period.py): a read like `report daily`."""
     from reports import period
     day = _day(args.date, ZoneInfo(settings.timezone))
@@ -161,16 +161,21 @@ async def cmd_report_period(settings: Settings, args) -> str:
         report = await period.period_report(store, settings, args.action, day, store.clock.now())
     finally:
         await store.close()
-    return json.dumps(report, ensure_ascii=False, indent=2) if args.format == "json" else period.render_table(report)
+    from reports.render_period import filename, period_output
+    return _report_output(report, args, period_output(report, args.format), filename(report, "xlsx"))
 
 
-def _report_output(report: dict, args) -> str | None:
-    """The report in --format, printed or written to --out (xlsx: never to a terminal)."""
+def _report_output(report: dict, args, body: str | bytes | None = None, default_out: str | None = None) -> str | None:
+    """The report in --format, printed or written to --out (xlsx: never to a terminal). `body`,
+    when given, is the report already rendered (period reports: reports/render_period.py) and
+    `default_out` the file an xlsx goes to without --out; else the daily report is rendered here."""
     import sys
     from pathlib import Path
     from reports import daily
     fmt, out = getattr(args, "format", "table"), getattr(args, "out", None)
-    if fmt == "xlsx":
+    if body is not None:
+        out = out or (default_out if fmt == "xlsx" else None)
+    elif fmt == "xlsx":
         from reports.render_xlsx import render_xlsx
         body: str | bytes = render_xlsx(report)
         out = out or f"daily-report-{report['date']}.xlsx"
@@ -278,7 +283,8 @@ async def cmd_import_queue_log(settings: Settings, args) -> str:
     finally:
         await app.store.close()
     return (f"{args.file}: {s.lines} lines, {s.calls} finished calls, {s.stored} stored as new"
-            f" ({s.calls - s.stored} already stored), {s.unfinished} unfinished left, {s.bad_lines} bad lines")
+            f" ({s.calls - s.stored} already stored), {s.probes} hotline probes left out, {s.unfinished} unfinished left,"
+            f" {s.bad_lines} bad lines")
 
 
 async def cmd_asterisk_config(settings: Settings, args) -> str | None:

@@ -9,6 +9,11 @@ during a commit are tracked and pushed to the panel at once, not held behind the
 database is unavailable the records (and trackers' results) are kept and retried every
 `database.retry_seconds` while ingest goes on; at shutdown what is still held goes to the journal
 (callcenter/journal.py, through `Service` as a holder): nothing is dropped.
+
+Calls completed outside the stream (the queue_log and CDR readers) come in through `submit`; its
+`submit_filters` may leave some out (the hotline probes' own calls, callcenter/probes/), and the
+calls a filter left out are told to the `on_dropped` listeners as (PBX, call ids): the reader that
+submitted them forgets them, so its read position moves on past them.
 """
 from __future__ import annotations
 
@@ -33,6 +38,7 @@ from .storage.store import Store
 log = logging.getLogger(__name__)
 EventListener = Callable[[ev.Event], None]
 CommitListener = Callable[[list[CallRecord]], Awaitable[None]]
+DropListener = Callable[[str, list[str]], None]       # (pbx, call ids) a submit filter left out
 
 
 class Service(HeldRecords):
@@ -54,8 +60,9 @@ class Service(HeldRecords):
         # holds partly-seen calls until queue_log has their facts; they come back through `submit`)
         self.record_filters: list[Callable[[list[CallRecord]], list[CallRecord]]] = []
         # callables that drop records completed outside the stream before they are stored (the
-        # hotline probes' own calls: callcenter/probes/)
+        # hotline probes' own calls: callcenter/probes/); what they drop is told to drop_listeners
         self.submit_filters: list[Callable[[list[CallRecord]], list[CallRecord]]] = []
+        self.drop_listeners: list[DropListener] = []   # `on_dropped`: the queue_log and CDR readers
         self.unsaved_sessions: list[AgentSession] = []
         self.messages_processed = 0
         self.calls_committed = 0
@@ -90,14 +97,39 @@ class Service(HeldRecords):
         self.trackers.append((tracker, [], persist))
         self.tracker_names.append(name)
 
+    def on_dropped(self, listener: DropListener) -> None:
+        """`listener(pbx, call_ids)` is told the calls of `pbx` a submit filter left out (once per
+        PBX and filter); a reader that submitted them stops waiting to see them stored."""
+        self.drop_listeners.append(listener)
+
     def submit(self, records: list[CallRecord]) -> None:
         """Calls completed outside the stream (queue_log reconciliation) join the same commit
-        path as the stream's: stored idempotently, then the commit listeners run."""
+        path as the stream's: stored idempotently, then the commit listeners run. Those a submit
+        filter leaves out are told to the `on_dropped` listeners."""
         for keep in self.submit_filters:
-            records = keep(records) if records else records
+            if not records:
+                break
+            kept = keep(records)
+            if len(kept) != len(records):
+                self._tell_dropped(records, kept)
+            records = kept
         if records:
             self.unsaved_calls.extend(records)
             self.sink("", [], self.clock.now())
+
+    def _tell_dropped(self, records: list[CallRecord], kept: list[CallRecord]) -> None:
+        left = {(r.pbx, r.id) for r in kept}
+        dropped: dict[str, dict[str, None]] = {}       # pbx -> call ids, in order, once each
+        for r in records:
+            if (r.pbx, r.id) not in left:
+                dropped.setdefault(r.pbx, {})[r.id] = None
+        for pbx, call_ids in dropped.items():
+            for listener in self.drop_listeners:
+                try:
+                    listener(pbx, list(call_ids))
+                except Exception:
+                    self.handler_errors += 1
+                    log.exception("drop listener %r failed", listener)
 
     def sink(self, pbx: str, items: list, received: datetime) -> None:
         self._idle.clear()

@@ -17,12 +17,14 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field
 
-from .domain import ivr_flow as f
 from .settings_sections import Strict
 from .settings_twilio import TwilioVoiceSettings, check_twilio
 
 if TYPE_CHECKING:
+    from .domain import ivr_flow as f
     from .settings import Department, Settings
+# The functions that build flows import domain/ivr_flow.py themselves: loading the settings
+# (every command, the reports included) never needs it (start-up, issue 13).
 
 SOUND = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-]*(/[A-Za-z0-9][A-Za-z0-9_.\-]*)*")
 DIGIT = re.compile(r"[1-9][0-9]?")
@@ -103,6 +105,7 @@ class IvrSettings(Strict):
 
 
 def _prompt(p: PromptSettings, dept: "Department", **extra: str) -> f.Prompt:
+    from .domain import ivr_flow as f
     values = {"department": dept.name, **extra}
     text = re.sub(r"\{(department|items)\}", lambda m: values.get(m.group(1), m.group(0)), p.text)
     return f.Prompt(text, p.file.replace("{dept}", dept.id))
@@ -114,6 +117,7 @@ def _items_text(entries: list[tuple[str, str]]) -> str:
 
 def _menu(entries: list[MenuEntrySettings], dept: "Department", prompt: PromptSettings,
           file_suffix: str = "") -> f.Menu:
+    from .domain import ivr_flow as f
     built = []
     for e in entries:
         label = e.label or e.item or e.digit
@@ -138,6 +142,7 @@ def menu_settings(settings: "Settings", department: str, hotline: str | None = N
 
 def flow_for(settings: "Settings", department: str, hotline: str | None = None) -> f.FlowConfig:
     """The flow of a department (or one of its hotlines: a hotline's own menu first)."""
+    from .domain import ivr_flow as f
     dept = next((d for d in settings.departments if d.id == department), None)
     if dept is None:
         raise KeyError(f"unknown department {department!r}")
@@ -172,6 +177,7 @@ def flow_for_hotline(settings: "Settings", hotline: str, pbx: str = "*") -> f.Fl
 def business_hours(settings: "Settings", calendar, department: str | None, now) -> tuple[bool, str]:
     """(open_now, hours_text) of a department at ``now`` for ``Facts`` (calendar: a
     WorkdayCalendar; the windows: settings.hours_of(department))."""
+    from .domain import ivr_flow as f
     windows = settings.hours_of(department)
     return f.open_now(calendar, now, windows), f.hours_text(windows)
 
@@ -179,6 +185,7 @@ def business_hours(settings: "Settings", calendar, department: str | None, now) 
 def all_prompts(settings: "Settings") -> dict[str, str]:
     """Every sound file the flows use -> its zh-CN text (the TTS step; one text per file; {hours}
     filled in with the department's business hours)."""
+    from .domain import ivr_flow as f
     out: dict[str, str] = {}
     for d in settings.departments:
         hours = f.hours_text(settings.hours_of(d.id))

@@ -8,6 +8,7 @@ the IVR and survey section (reports/ivr.py: "ivr"), the hotline probes (reports/
 """
 from __future__ import annotations
 
+import asyncio
 from datetime import date, datetime
 
 TREND_FORMATS = frozenset({"html", "xlsx"})     # the formats that draw the 30-day trend
@@ -22,10 +23,11 @@ async def daily_report(store, settings, day: date, now: datetime, trend: bool = 
     from . import daily
     from .ivr import ivr_section
     from .probes import probes_section
-    inputs = await daily_report_inputs(store, settings, day, now)
-    sections = {"ivr": await ivr_section(store, settings, day, now),
-                "probes": await probes_section(store, settings, day, now)}
+    reads = [daily_report_inputs(store, settings, day, now), ivr_section(store, settings, day, now),
+             probes_section(store, settings, day, now)]
     if trend:
         from .trend import trend_section
-        sections["trend"] = await trend_section(store, settings, day, now, known=known_trend)
+        reads.append(trend_section(store, settings, day, now, known=known_trend))
+    inputs, *parts = await asyncio.gather(*reads)        # independent reads, at once
+    sections = dict(zip(("ivr", "probes", "trend"), parts))
     return daily.build(day, [], settings, sections=sections, **inputs)

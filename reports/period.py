@@ -1,12 +1,15 @@
 """Week, month and quarter roll-ups (issue 13): per department the daily report's core figures
-over a period, summed over its days, and a ranking of the departments; JSON or a zh-CN table.
+over a period, summed over its days, and a ranking of the departments; JSON or a zh-CN table
+(reports/render_period.py renders HTML, XLSX and CSV).
 
 Weeks start on Monday, months and quarters are calendar ones; a period is judged in the
 configured time zone. Counts come from one range query each (callcenter/storage/period_queries.py);
 every rate is recomputed from the summed counts, never averaged over days. Coverage is worked
 out day by day over the stored agent sessions and summed, so a login or pause that spans the
 period's edge (or midnight, or the lunch break) counts only its part inside the business windows
-of the period. JSON keys: docs/metrics.md, "Period roll-ups".
+of the period. The targets and the pass/miss checks of each entry are the daily report's
+(reports/daily_notes.py); each department lists its queues' rows (the figures the roll-up sums
+anyway). JSON keys: docs/metrics.md, "Period roll-ups".
 """
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from callcenter.domain.metrics import Figures, TaskFigures, finish_case_figures
 
-from . import coverage
+from . import coverage, daily_notes
 from .text import grid
 
 KINDS = ("week", "month", "quarter")
@@ -92,15 +95,19 @@ def build(kind: str, first: date, last: date, settings, calendar, now: datetime,
     keys = {k: figures.queue_department[k] for k in figures.queues}
     for pbx, queue, department in task_groups:
         keys.setdefault((pbx, queue or f"department:{department}"), department)
+    goal = daily_notes.targets(settings)
     by_department: dict[str, tuple[Figures, TaskFigures]] = {}
+    queue_rows: dict[str | None, list[dict]] = {}
     all_tasks = TaskFigures()
-    for (pbx, queue), department in keys.items():
+    for (pbx, queue), department in sorted(keys.items()):
         f = figures.queues.get((pbx, queue), Figures())
         tf = TaskFigures()
         for (t_pbx, t_queue, t_dept), value in task_groups.items():
             if t_pbx == pbx and (t_queue or f"department:{t_dept}") == queue:
                 tf.add(value)
         all_tasks.add(tf)
+        queue_rows.setdefault(department, []).append(
+            _checked({"queue": queue, "pbx": pbx, **f.as_dict(ms), **tf.as_dict()}, goal))
         if department is not None:
             dept_f, dept_t = by_department.setdefault(department, (Figures(), TaskFigures()))
             dept_f.add(f)
@@ -117,8 +124,9 @@ def build(kind: str, first: date, last: date, settings, calendar, now: datetime,
     departments = []
     for d, (f, tf) in sorted(by_department.items()):
         cases = {k: v for k, v in by_case.get(d, no_cases).items() if k != "wrapup_pending"}
-        departments.append({"department": d, "name": directory.department_names.get(d, d), **f.as_dict(ms),
-                            **tf.as_dict(), **cases, **by_post.get(d, coverage.NO_POSTS)})
+        departments.append(_checked({"department": d, "name": directory.department_names.get(d, d),
+                                     **f.as_dict(ms), **tf.as_dict(), **cases, **by_post.get(d, coverage.NO_POSTS),
+                                     "queues": queue_rows.get(d, [])}, goal))
     post_totals = [{**p, "department": p["post"]} for p in posts]
     per_post = coverage.department_figures(post_totals)
     names = {p.id: p for p in settings.posts}
@@ -133,14 +141,22 @@ def build(kind: str, first: date, last: date, settings, calendar, now: datetime,
         "holidays": [d.isoformat() for d in days if d.weekday() < 5 and not calendar.is_workday(d)],
         "makeup_workdays": [d.isoformat() for d in days if d.weekday() >= 5 and calendar.is_workday(d)],
         "calendar_provisional": any(not calendar.is_covered(d) for d in {first, last}),
+        "targets": goal,
         "departments": departments,
-        "totals": {**figures.totals.as_dict(ms), **all_tasks.as_dict(), **case_totals,
-                   **coverage.department_figures([{**p, "department": ""} for p in posts]).get("", coverage.NO_POSTS)},
+        "unmapped_queues": [q["queue"] for q in queue_rows.get(None, [])],
+        "totals": _checked({**figures.totals.as_dict(ms), **all_tasks.as_dict(), **case_totals,
+                            **coverage.department_figures([{**p, "department": ""} for p in posts]).get(
+                                "", coverage.NO_POSTS)}, goal),
         "posts": [{"post": p, "department": names[p].department if p in names else None, **v}
                   for p, v in per_post.items()],
         "ranking": ranking(departments, ms.exclude_short_abandons),
         "notes": notes(kind, ms.exclude_short_abandons),
     }
+
+
+def _checked(entry: dict, goal: dict) -> dict:
+    entry["checks"] = daily_notes.checks(entry, goal)
+    return entry
 
 
 def _exact(part: int, whole: int) -> Fraction | None:
@@ -203,6 +219,8 @@ def notes(kind: str, exclude_short: bool) -> list[dict]:
         {"key": "ranking", "title": "排名",
          "text": "先按接通率从高到低，接通率相同时按解决率从高到低；两者均相同的并列同一名次；本期无呼入的部门不参与排名。"},
         {"key": "totals", "title": "合计", "text": "全热线合计：每通来电只计一次（按其最后进入的队列），因此不一定等于各部门之和。"},
+        {"key": "checks", "title": "达标",
+         "text": "目标来自配置 reports.targets（与日报相同）；“达标”/“未达标”按本期汇总后的比率判断，无数据时不判断。"},
     ]
 
 

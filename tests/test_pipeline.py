@@ -48,6 +48,14 @@ async def _until_done(store, timeout: float = 15) -> None:
         await asyncio.sleep(0.05)
 
 
+async def _until_serving(log, starts: int, timeout: float = 30) -> None:
+    """Until the `starts`-th `serve` writing to `log` says it is serving (its signal handlers are in)."""
+    deadline = time.monotonic() + timeout
+    while log.read_text(errors="replace").count("serving ") < starts:
+        assert time.monotonic() < deadline, f"serve did not start: {log.read_text()[-2000:]}"
+        await asyncio.sleep(0.05)
+
+
 def _calls(n: int):
     """n calls from distinct callers to q-edu: odd ones abandoned (a task), even ones answered (a case)."""
     return [_call(f"c{i}", f"1380000{i:04d}", MONDAY_10 + timedelta(minutes=i),
@@ -254,6 +262,7 @@ async def test_sigterm_under_a_backlog_exits_within_10_s_and_the_next_start_catc
         assert backlog > 0                            # there was a backlog to cut
         stored = await store.count_calls()
         proc = await serve()                          # the next start catches up
+        await _until_serving(tmp_path / "serve.log", 2)   # (a stop before it is up would kill it: -15)
         await _until_done(store, 60)
         assert await store.count_calls() >= stored
         assert await stop(proc) < 10 and proc.returncode == 0

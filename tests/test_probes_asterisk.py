@@ -108,6 +108,13 @@ async def _rows(store, table, *where):
         return [dict(r) for r in (await conn.execute(select(table).where(*where))).mappings()]
 
 
+async def citizen_call(driver) -> None:
+    """A citizen's call to 62000001 (市场监管): it waits 2 s in q-market and hangs up (an abandon)."""
+    await driver.action({"Action": "Originate", "Channel": "Local/62000001@hotline", "Application": "Wait",
+                         "Data": "2", "CallerID": f'"Caller" <{CITIZEN}>', "Async": "true",
+                         "Variable": ["__QNAME=q-market", "__QTIMEOUT=20", "__CHOICE=1", "__IVRWAIT=0"]})
+
+
 async def test_probes_are_answered_recorded_and_left_out_of_every_figure(pbx, db_url):
     port, config, _ = pbx
     app = await _app(config, db_url)
@@ -116,9 +123,7 @@ async def test_probes_are_answered_recorded_and_left_out_of_every_figure(pbx, db
     try:
         await asyncio.wait_for(driver.connected.wait(), 10)
         # a citizen's call beside the probes: it waits 2 s in q-market and hangs up (an abandon)
-        await driver.action({"Action": "Originate", "Channel": "Local/62000001@hotline", "Application": "Wait",
-                             "Data": "2", "CallerID": f'"Caller" <{CITIZEN}>', "Async": "true",
-                             "Variable": ["__QNAME=q-market", "__QTIMEOUT=20", "__CHOICE=1", "__IVRWAIT=0"]})
+        await citizen_call(driver)
         # the schedule's first tick at start, 09:31 on a workday: the 09:30 slot of every hotline
         async def judged():
             rows = await _rows(app.store, t.probes, t.probes.c.result != "pending")

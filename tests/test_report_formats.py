@@ -212,6 +212,29 @@ def test_the_command_writes_each_format(replayed, tmp_path):
     assert "Traceback" not in bad.stderr.decode() and not (tmp_path / "missing").exists()
 
 
+def test_the_period_commands_write_each_format(replayed, tmp_path):
+    """`report week|month|quarter --format ... [--out]` as `report daily` (reports/render_period.py)."""
+    def period_cli(kind, *args, cwd=ROOT):
+        return subprocess.run(CLI + ["report", kind, "--date", "2026-11-23", "--config", str(ROOT / "config"),
+                                     "--db", replayed, *args], cwd=cwd, capture_output=True)
+    as_json = json.loads(period_cli("month", "--format", "json").stdout)
+    offered = as_json["totals"]["offered"]
+    assert offered > 0
+    default = period_cli("month", "--format", "xlsx", cwd=tmp_path)           # binary never to a terminal
+    assert default.returncode == 0
+    book = openpyxl.load_workbook(tmp_path / "month-report-2026-11-01.xlsx")
+    assert any(offered in row for sheet in book for row in sheet.iter_rows(values_only=True))
+    piped = period_cli("week", "--format", "xlsx", "--out", "-")
+    assert piped.returncode == 0 and piped.stdout[:2] == b"PK"
+    html = period_cli("quarter", "--format", "html").stdout.decode()
+    assert "热线季报" in html and "<svg" in html and "区教育局" in html
+    assert period_cli("week", "--format", "csv", "--out", str(tmp_path / "w.csv")).returncode == 0
+    assert (tmp_path / "w.csv").read_bytes().startswith(b"\xef\xbb\xbf")
+    assert "热线月报" in period_cli("month").stdout.decode()                  # the table, as before
+    bad = period_cli("month", "--format", "csv", "--out", str(tmp_path / "missing" / "m.csv"))
+    assert bad.returncode == 2 and bad.stderr.decode().startswith("callcenter: --out: cannot write")
+
+
 # --- the REST API (the rig of tests/test_lost_calls.py: load, afterhours, ivr-hangup, abandon) ---
 
 from tests import test_lost_calls  # noqa: E402

@@ -7,6 +7,7 @@ and PostgreSQL; every expected figure below is worked out by hand from the story
 """
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
 from datetime import date, datetime, timedelta
 
 import pytest
@@ -265,7 +266,10 @@ async def test_trend_is_thirty_days_matching_the_daily_totals(story, settings):
 
 # --- the REST API: a head sees only their departments ------------------------------------------------
 
-async def test_period_api_is_scoped_to_the_heads_departments(settings, db_url):
+@asynccontextmanager
+async def story_app(settings, db_url):
+    """The story stored (complete: no after-commit steps owed) and the service's app over it at
+    NOW, with its HTTP API on a test server: (app, client)."""
     from callcenter.bootstrap import build
     from callcenter.clock import FixedClock
     from callcenter.web.app import init_app
@@ -281,6 +285,14 @@ async def test_period_api_is_scoped_to_the_heads_departments(settings, db_url):
     client = TestClient(TestServer(await init_app(app_obj)))
     await client.start_server()
     try:
+        yield app_obj, client
+    finally:
+        await client.close()
+        await app_obj.stop()
+
+
+async def test_period_api_is_scoped_to_the_heads_departments(settings, db_url):
+    async with story_app(settings, db_url) as (app_obj, client):
         head_edu = bearer(await grant(app_obj, "head-edu", "head", ["edu"]))
         office = bearer(await grant(app_obj, "office", "office"))
         async with client.get("/api/reports/period", params={"kind": "month", "date": "2026-10-20"},
@@ -302,6 +314,3 @@ async def test_period_api_is_scoped_to_the_heads_departments(settings, db_url):
         assert by_id(body)["market"]["connect_rate"] == 0.75
         async with client.get("/api/reports/period", params={"kind": "week"}) as r:
             assert r.status == 401
-    finally:
-        await client.close()
-        await app_obj.stop()

@@ -3,9 +3,10 @@
 `agent_message(app, agent, now)` is the agent's ``AgentView`` (callcenter/domain/agent_state.py,
 through ``app.desk``) and "my posts": each post the agent sits on with its A and B, each one's
 state and whether the PBX has them available now. `dashboard_message(app, department, now, today)`
-is what the head watches: callers waiting and the longest wait (callcenter/domain/live_calls.py),
-the department's agents with state, reason and time in state, today's figures (`today`:
-agents/live/today.py), the A/B posts and open incidents, overdue tasks and cases, and alarms.
+is what the head watches: callers waiting and the longest wait (callcenter/domain/live_calls.py;
+the hotline probes' test calls left out: `waiting_callers`), the department's agents with state,
+reason and time in state, today's figures (`today`: agents/live/today.py), the A/B posts and open
+incidents, overdue tasks and cases, and alarms.
 Messages are plain JSON-able dicts; caller names are passed on unaltered (the page escapes them).
 """
 from __future__ import annotations
@@ -128,6 +129,16 @@ def department_posts(app, department: str) -> list[dict]:
     return out
 
 
+def waiting_callers(app, now: datetime) -> list:
+    """Callers waiting in a queue now (callcenter/domain/live_calls.py), the hotline probes' own
+    test calls left out (callcenter/probes/: `app.probe_recogniser`)."""
+    calls = waiting(app.service.calls, now)
+    probe = getattr(app, "probe_recogniser", None)
+    if probe is None:
+        return calls
+    return [w for w in calls if not probe.is_probe_call(w.pbx, w.caller_num, w.call_id, w.uniqueid)]
+
+
 def masked_copy(message: dict) -> dict:
     """The dashboard with callers' numbers masked (the office's copy; names are not numbers)."""
     calls = [{**c, "caller_num": mask_number(c["caller_num"])} for c in message["waiting"]["calls"]]
@@ -137,7 +148,7 @@ def masked_copy(message: dict) -> dict:
 def dashboard_message(app, department: str, now: datetime, today, masked: bool = False,
                       agents: list[str] | None = None) -> dict:
     """One department's live dashboard. `masked`: callers' numbers masked (the office's copy)."""
-    calls = [w.to_dict() for w in waiting(app.service.calls, now) if w.department == department]
+    calls = [w.to_dict() for w in waiting_callers(app, now) if w.department == department]
     if masked:
         for c in calls:
             c["caller_num"] = mask_number(c["caller_num"])
@@ -163,7 +174,7 @@ def alarm_keys(app, departments, dept_agents: dict, now: datetime) -> dict[str, 
     """Per department, what its alarms are about now (kind, post or agent): the ticker pushes a
     dashboard when this changes (a wait passing its target, a pause passing its maximum)."""
     longest: dict[str, float] = {}
-    for w in waiting(app.service.calls, now):
+    for w in waiting_callers(app, now):
         if w.department is not None:
             longest[w.department] = max(longest.get(w.department, 0.0), w.seconds)
     out = {}

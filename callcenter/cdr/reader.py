@@ -10,7 +10,9 @@ started with the service after that PBX's `QueueLogReconciler`:
   holds, has pending or stored, or that queue_log knows (a queue that timed out ends its CDR like
   an after-hours call) is skipped. The rest is created from the row (`domain.cdr.record_from`:
   ABANDONED_IVR or AFTER_HOURS, flagged reconciled) and goes through `Service.submit`, the
-  stream's commit path (follow-up tasks, cases); writes are keyed by (PBX, call id).
+  stream's commit path (follow-up tasks, cases); writes are keyed by (PBX, call id). A call the
+  service's submit filters leave out (a hotline probe's) is forgotten (`forget`, a
+  `Service.on_dropped` listener), so the saved position moves on past its row.
 - On a first start (no position) the whole file is read, but calls that ended before this
   process started are history and left alone.
 """
@@ -52,6 +54,14 @@ class CdrReconciler:
         self._task: asyncio.Task | None = None
         self._lock = asyncio.Lock()
         self._saved: tuple[int, int] | None = None
+        service.on_dropped(self.forget)
+
+    def forget(self, pbx: str, call_ids: list[str]) -> None:
+        """Service drop listener: calls of this PBX it submitted and a submit filter left out (the
+        hotline probes') will never be stored; the read position no longer waits for them."""
+        if pbx == self.pbx:
+            for callid in call_ids:
+                self.submitted.pop(callid, None)
 
     async def start(self) -> None:
         row = await self._load_position()

@@ -3,7 +3,9 @@ published hotline number in business hours, recorded with whether and how fast i
 and kept out of every other figure.
 
 - `plan`: what to probe and when (pure), Asterisk's reasons as results, and `ProbeRecogniser`,
-  which drops the probes' call records before they are stored (a `Service` record filter).
+  which drops the probes' call records before they are stored (a `Service` record and submit
+  filter; `callcenter import-queue-log` uses it too, and the live panel's waiting list,
+  agents/live/views.py, leaves the probes waiting in a queue out by it).
 - `prober`: one probe: the checked Originate, its OriginateResponse, the `probes` table row.
 - `schedule`: the APScheduler job (active instance only; workdays, business hours).
 - `attach(app, schedule)`: wires them into an `App` (callcenter/bootstrap.py).
@@ -24,15 +26,16 @@ def recogniser_for(settings) -> ProbeRecogniser:
 
 def attach(app, schedule: bool = True) -> None:
     """Probe calls are recognised and dropped from the stream's records (always, also in replays),
-    from records completed outside the stream (queue_log, CDR: `Service.submit_filters`) and from
-    the IVR's sessions (`app.ivr_records.excluded_callers`); with
-    `schedule` (serve) and `probes.enabled` the schedule runs as an app extra on the active instance."""
+    from records completed outside the stream (queue_log, CDR: `Service.submit_filters`; the reader
+    that submitted one is told through `Service.on_dropped` and forgets it) and from the IVR's
+    sessions (`app.ivr_records.excluded_callers`); with `schedule` (serve) and `probes.enabled` the
+    schedule runs as an app extra on the active instance."""
     service, settings = app.service, app.settings
     recogniser = recogniser_for(settings)
     if recogniser.caller_ids or recogniser.marker:
         service.subscribe(recogniser.on_event)
         service.record_filters.append(recogniser.keep)
-        service.submit_filters.append(_dropping(app, recogniser))
+        service.submit_filters.append(recogniser.keep)
         records = getattr(app, "ivr_records", None)      # the IVR's sessions (ivr/records.py): a probe's
         if records is not None:                          # session is no IVR hang-up, no rating
             records.excluded_callers.update(recogniser.caller_ids)
@@ -47,21 +50,3 @@ def attach(app, schedule: bool = True) -> None:
             scheduler.active = app.leadership
         app.extras.append(scheduler)
         app.probe_scheduler = scheduler
-
-
-def _dropping(app, recogniser: ProbeRecogniser):
-    """A `Service.submit_filters` entry: the probes' records dropped. A reader that completed one (queue_log, CDR:
-    they keep what they submitted until they see it stored) forgets it, so its read position
-    moves on."""
-    def submit_kept(records: list) -> list:
-        kept = recogniser.keep(records)
-        if len(kept) != len(records):
-            dropped = {(r.pbx, r.id) for r in records} - {(r.pbx, r.id) for r in kept}
-            for extra in app.extras:
-                pending = getattr(extra, "submitted", None)
-                if isinstance(pending, dict) and isinstance(getattr(extra, "pbx", None), str):
-                    for pbx, callid in dropped:
-                        if pbx == extra.pbx:
-                            pending.pop(callid, None)
-        return kept
-    return submit_kept

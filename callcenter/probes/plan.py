@@ -8,7 +8,9 @@
 - `ProbeRecogniser`: fed the event stream, it learns the calls that are probes (the caller id
   the probe presents, the probe context's Local channel, the Originate's own channel) and
   `keep` drops their call records before they are stored: no call record, follow-up task, case
-  or IVR hang-up comes from a probe.
+  or IVR hang-up comes from a probe. `callcenter import-queue-log` tells them by `is_probe` too
+  (queue_log has only the caller id), and `is_probe_call` keeps a probe waiting in a queue off
+  the live panel's waiting list (agents/live/views.py).
 """
 from __future__ import annotations
 
@@ -121,9 +123,12 @@ class ProbeRecogniser:
             if event.action_id.startswith(KEY_PREFIX) and event.uniqueid not in ("", "<unknown>"):
                 self._learn(event.pbx, event.uniqueid)
 
+    def is_probe_call(self, pbx: str, caller_num: str, *call_ids: str) -> bool:
+        """A call (in progress or completed) by its caller number and its linkedid/uniqueids."""
+        return caller_num in self.caller_ids or any((pbx, c) in self.calls for c in call_ids if c)
+
     def is_probe(self, record) -> bool:
-        return (record.caller_num in self.caller_ids or (record.pbx, record.linkedid) in self.calls
-                or (record.pbx, record.id) in self.calls)
+        return self.is_probe_call(record.pbx, record.caller_num, record.linkedid, record.id)
 
     def keep(self, records: list) -> list:
         kept = [r for r in records if not self.is_probe(r)]

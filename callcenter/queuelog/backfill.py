@@ -4,7 +4,9 @@ Every call the file shows finished and the database does not have is stored from
 (flagged `reconciled`), keyed by (PBX, call id) like every write, so importing a file twice, or
 a file whose calls the service already stored, adds nothing. Follow-up tasks and cases are then
 made for the new calls by the same after-commit steps as for live calls. Member names map to
-agents through `agents[].member_names` (queue_log has no interface).
+agents through `agents[].member_names` (queue_log has no interface). The hotline probes' own calls
+(callcenter/probes/) are left out as the live service leaves them out, by the same
+`ProbeRecogniser` (in queue_log: by the caller id of their ENTERQUEUE line), and counted apart.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from ..domain.queue_log import QueueLogCalls, QueueLogError, parse_line, record_from
+from ..probes import recogniser_for
 from ..storage import tables as t
 
 log = logging.getLogger(__name__)
@@ -23,9 +26,10 @@ log = logging.getLogger(__name__)
 class ImportSummary:
     lines: int
     bad_lines: int
-    calls: int             # finished calls in the file
+    calls: int             # finished calls in the file, hotline probes not counted
     stored: int            # of which new
     unfinished: int        # still open at the end of the file (left for later)
+    probes: int = 0        # finished calls in the file that are hotline probes: left out
 
 
 def read_calls(path: str):
@@ -57,18 +61,25 @@ async def import_queue_log(app, path: str, pbx: str) -> ImportSummary:
     store = app.store
     await store.migrate()
     calls, unfinished, lines, bad = read_calls(path)
-    ids = list(calls)
+    directory = app.service.directory
+    records = {k: record_from(pbx, c, directory, {}) for k, c in calls.items()}
+    recogniser = getattr(app, "probe_recogniser", None) or recogniser_for(app.settings)
+    probes = [k for k, r in records.items() if recogniser.is_probe(r)]
+    for k in probes:
+        del records[k]
+    ids = list(records)
     existing: set[str] = set()
     async with store.engine.connect() as conn:
         for i in range(0, len(ids), 500):
             rows = await conn.execute(select(t.calls.c.id).where(t.calls.c.pbx == pbx,
                                                                  t.calls.c.id.in_(ids[i:i + 500])))
             existing.update(r[0] for r in rows)
-    directory = app.service.directory
-    records = [record_from(pbx, c, directory, {}) for k, c in calls.items() if k not in existing]
+    new = [r for k, r in records.items() if k not in existing]
     stored = 0
-    for i in range(0, len(records), 500):
-        stored += await store.save_calls(records[i:i + 500])
+    for i in range(0, len(new), 500):
+        stored += await store.save_calls(new[i:i + 500])
     if stored:
         await app.after_commit.run_once()
-    return ImportSummary(lines, bad, len(calls), stored, unfinished)
+    if probes:
+        log.info("%s: %d hotline probe calls left out", path, len(probes))
+    return ImportSummary(lines, bad, len(records), stored, unfinished, len(probes))

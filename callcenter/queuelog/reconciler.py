@@ -9,7 +9,9 @@ One `QueueLogReconciler` per PBX with `queue_log` configured, started with the s
   seconds after it was read, is created from queue_log alone (`domain.queue_log.record_from`):
   the calls of a downtime, and those whose channels the AMI view never saw.
 - Both go through `Service.submit`, the same commit path as the stream's records, so follow-up
-  tasks and cases are created for them. Writes are keyed by (PBX, call id): never twice.
+  tasks and cases are created for them. Writes are keyed by (PBX, call id): never twice. A call
+  the service's submit filters leave out (a hotline probe's) is forgotten (`forget`, a
+  `Service.on_dropped` listener).
 - The read position (inode, offset of the oldest line of a call not yet stored) is kept in
   `queue_log_positions`; a restart reads again from there and skips what is already stored. On a
   first start (no position) the whole file is read, but calls that finished before this process
@@ -58,6 +60,7 @@ class QueueLogReconciler:
         self._saved: tuple[int, int] | None = None
         service.record_filters.append(self.hold)
         service.subscribe(self.on_event)
+        service.on_dropped(self.forget)
 
     # --- wiring -------------------------------------------------------------------------------
 
@@ -76,6 +79,13 @@ class QueueLogReconciler:
             else:
                 keep.append(record)
         return keep
+
+    def forget(self, pbx: str, call_ids: list[str]) -> None:
+        """Service drop listener: calls of this PBX it submitted and a submit filter left out (the
+        hotline probes') will never be stored; the read position no longer waits for them."""
+        if pbx == self.pbx:
+            for callid in call_ids:
+                self.submitted.pop(callid, None)
 
     def on_event(self, event: ev.Event) -> None:
         """Queue members seen over AMI teach which member name is which agent (queue_log only

@@ -15,9 +15,10 @@ the trend falls back to one `call_figures` per day.
 """
 from __future__ import annotations
 
+import asyncio
 from datetime import date, datetime, time, timedelta
 
-from sqlalchemy import and_, case, false, func, literal_column, not_, or_, select
+from sqlalchemy import and_, case, false, func, not_, or_, select
 
 from ..domain.metrics import MetricSettings, micros_below
 from . import tables as t
@@ -38,11 +39,10 @@ async def period_inputs(store, settings, calendar, first: date, last: date, now:
     from ..checkpointer import stale_after
     from .checkpoints import coverage_facts
     start, end = bounds(first, last, calendar.tz)
-    figures = await call_figures(store, settings, calendar, start, end, ms)
-    tasks = await task_groups(store, start, end, now)
-    cases = await case_counts(store, start, end, now)
-    sessions, observed = await coverage_facts(store, start, end, now,
-                                              stale_after(settings.instance.checkpoint_seconds))
+    figures, tasks, cases, (sessions, observed) = await asyncio.gather(      # independent reads, at once
+        call_figures(store, settings, calendar, start, end, ms), task_groups(store, start, end, now),
+        case_counts(store, start, end, now),
+        coverage_facts(store, start, end, now, stale_after(settings.instance.checkpoint_seconds)))
     return {"figures": figures, "task_groups": tasks, "case_counts": cases, "sessions": sessions,
             "observed": observed}
 
@@ -74,18 +74,6 @@ def _day_bucket(column, spans: list[tuple[datetime, datetime]]):
     return case(*[(and_(column >= a, column < b), i) for i, (a, b) in enumerate(spans)], else_=None)
 
 
-def _wait_us(dialect: str) -> str:
-    """A stint's wait in whole microseconds (as report_queries computes it for the day)."""
-    until, since = "COALESCE(s.answered_at, s.left_at)", "s.entered_at"
-    if dialect == "postgresql":
-        micros = f"CAST(EXTRACT(EPOCH FROM ({until} - {since})) * 1000000 AS BIGINT)"
-        return f"(CASE WHEN {until} IS NULL THEN 0 ELSE GREATEST(0, {micros}) END)"
-    micros = (f"((CAST(strftime('%s', substr({until}, 1, 19)) AS INTEGER)"
-              f" - CAST(strftime('%s', substr({since}, 1, 19)) AS INTEGER)) * 1000000"
-              f" + CAST(substr({until}, 21, 6) AS INTEGER) - CAST(substr({since}, 21, 6) AS INTEGER))")
-    return f"(CASE WHEN {until} IS NULL THEN 0 ELSE max(0, {micros}) END)"
-
-
 async def daily_call_totals(store, settings, calendar, days: list[date], ms: MetricSettings
                             ) -> dict[date, tuple[int, int, int]]:
     """Per local day of `days` (any, sorted): (offered, answered, short_abandoned) of the hotline
@@ -103,7 +91,7 @@ async def daily_call_totals(store, settings, calendar, days: list[date], ms: Met
             c = (await call_figures(store, settings, calendar, a, b, ms)).totals.counts
             out[d] = (c["offered"], c["answered"], c["short_abandoned"])
         return out
-    s, c, s2 = t.stints.alias("s"), t.calls.alias("c"), t.stints.alias("s2")
+    s = t.stints.alias("s")       # with its call's start and flags (migration 0016): no join
     by_profile: dict[int, list[str]] = {}
     for department, index in profiles.of_department.items():
         if index:
@@ -111,15 +99,11 @@ async def daily_call_totals(store, settings, calendar, days: list[date], ms: Met
     whens = [(s.c.department.in_(deps), _inside(s.c.entered_at, intervals[i])) for i, deps in sorted(by_profile.items())]
     default = _inside(s.c.entered_at, intervals[0])
     is_open = case(*whens, else_=default) if whens else default
-    later = select(literal_column("1")).where(s2.c.pbx == s.c.pbx, s2.c.call_id == s.c.call_id,
-                                             s2.c.seq > s.c.seq).exists()
-    bucket = _day_bucket(c.c.started_at, spans).label("day")
-    short = and_(s.c.end == "abandoned",
-                 literal_column(_wait_us(store.dialect)) <= micros_below(ms.short_abandon_seconds))
+    bucket = _day_bucket(s.c.call_started_at, spans).label("day")
+    short = and_(s.c.end == "abandoned", s.c.wait_us <= micros_below(ms.short_abandon_seconds))
     inner = select(bucket, case((s.c.end == "answered", 1), else_=0).label("ans"),
-                   case((short, 1), else_=0).label("short")).select_from(
-        s.join(c, and_(c.c.pbx == s.c.pbx, c.c.id == s.c.call_id))).where(
-        _inside(c.c.started_at, _runs(spans)), ~later, not_(c.c.after_hours), is_open).subquery()
+                   case((short, 1), else_=0).label("short")).where(
+        _inside(s.c.call_started_at, _runs(spans)), s.c.is_last, not_(s.c.call_after_hours), is_open).subquery()
     query = select(inner.c.day, func.count(), func.sum(inner.c.ans), func.sum(inner.c.short)).group_by(inner.c.day)
     out = {d: (0, 0, 0) for d in days}
     async with store.engine.connect() as conn:

@@ -10,10 +10,11 @@ for that row alone. When grouped counts cannot say what `daily_figures` would (a
 UTC offset changes near the day, a stint entered days away from its call's day) the day is
 counted the old way, from its call records. The groups also carry the local hour the calls
 started (calls_by_hour), the longest wait and the answers by wait band. One statement
-(`_stint_groups`) reads the day's calls and their stints once (a MATERIALIZED CTE) and groups them
-three ways: the stint groups, the calls without a stint (`IvrGroup`) and the answers and talk time
-per agent. The day's lost calls are read beside it (callcenter/storage/report_work_queries.py).
-The reads run on two or three connections at once (`asyncio.gather`): a report is several
+(`_stint_groups`) reads the day's stints, which carry their call's start, wait, talk time and
+"last stint" flag (migration 0016), from one covering index and groups them twice (the stint
+groups; the answers and talk time per agent), beside the calls without a stint (`IvrGroup`).
+The day's lost calls are read beside it (callcenter/storage/report_work_queries.py).
+The reads run on connections of their own, all at once (`asyncio.gather`): a report is several
 independent queries, and SQLite and PostgreSQL both run them in parallel.
 """
 from __future__ import annotations
@@ -28,7 +29,7 @@ from ..domain.calendar import normalize_windows
 from ..domain.metrics import (BANDS, Ambiguous, DailyFigures, IvrGroup, MetricSettings, StintGroup, daily_figures,
                               grouped_figures, ivr_row, micros_at_most, micros_below)
 from . import tables as t
-from .report_work_queries import (_hour, _lost_calls, _talk_us, _wait_us, agent_wrapups, case_counts,  # noqa: F401
+from .report_work_queries import (_hour, _lost_calls, agent_wrapups, case_counts,  # noqa: F401
                                   lost_call_tasks, report_connection, task_groups)
 
 MARGIN_DAYS = 2            # stints entered up to this many days from the report's day are counted in SQL
@@ -151,86 +152,72 @@ async def _first_department(conn, key, ivr_groups, directory, start, end):
 
 
 async def _stint_groups(conn, dialect, profiles, intervals, start, end, lo, hi, ms):
-    """One row per (pbx, queue, department, last, after-hours, hour) with the counts and sums, and
-    per agent the answered stints and their talk time, in one statement: the day's stints joined
-    to their calls once (a MATERIALIZED CTE, `d`) feed both groupings (a separate per-agent query
-    joined the day's calls and stints again: ~0.15 s of 50,000 probes on either database). The
-    inner query works out each stint's wait, talk and flags once; on SQLite its LIMIT -1 keeps it
-    a co-routine the grouping reads (not flattened, which would recompute the wait per sum).
-    Returns (groups, stints entered outside [lo, hi), agents as `_agent_groups`)."""
-    s0, c = t.stints.alias("s"), t.calls.alias("c")
-    d = select(c.c.pbx, c.c.id.label("call_id"), s0.c.seq, s0.c.queue, s0.c.department, s0.c.end, s0.c.entered_at,
-               s0.c.left_at, s0.c.answered_at, s0.c.talk_seconds, s0.c.agent, c.c.after_hours, c.c.started_at,
-               c.c.outcome, c.c.department.label("call_department"), c.c.hotline, c.c.ivr_queue) \
-        .select_from(c.outerjoin(s0, and_(s0.c.pbx == c.c.pbx, s0.c.call_id == c.c.id))) \
-        .where(c.c.started_at >= start, c.c.started_at < end).cte("d").prefix_with("MATERIALIZED")
-    s = d.alias("s")
-    s2 = t.stints.alias("s2")
-    if dialect == "postgresql":     # one pass over the day's stints (sorted bytewise: "C" is far cheaper)
-        last = case((s.c.seq == func.max(s.c.seq).over(partition_by=[s.c.pbx.collate("C"), s.c.call_id.collate("C")]),
-                     1), else_=0)
-    else:                           # one look into the primary key (EXISTS (SELECT 1 ...): index only)
-        later = select(literal_column("1")).where(s2.c.pbx == s.c.pbx, s2.c.call_id == s.c.call_id,
-                                                 s2.c.seq > s.c.seq).exists()
-        last = case((later, 0), else_=1)
+    """One row per (pbx, queue, department, last, after-hours, hour) with the counts and sums, per
+    agent the answered stints and their talk time, and the calls without a stint, in one
+    statement. The stints carry the facts they are counted by (migration 0016: their call's start
+    and after-hours flag, wait and talk in microseconds, last or not), so the day's stints and
+    the per-agent counts are one range of `ix_stints_day` with no join, and the stint-less calls
+    one range of the partial `ix_calls_stintless`.
+    Returns (groups, stints entered outside [lo, hi), agents as {agent: [answered, talk]}, IvrGroups)."""
+    x = t.stints.alias("x")
+    day = and_(x.c.call_started_at >= start, x.c.call_started_at < end)
     by_profile = {}
     for department, index in profiles.of_department.items():
         if index:
             by_profile.setdefault(index, []).append(department)
-    whens = [(s.c.department.in_(departments), _inside(s.c.entered_at, intervals[index]))
+    whens = [(x.c.department.in_(departments), _inside(x.c.entered_at, intervals[index]))
              for index, departments in sorted(by_profile.items())]
-    default = _inside(s.c.entered_at, intervals[0])
+    default = _inside(x.c.entered_at, intervals[0])
     is_open = case(*whens, else_=default) if whens else default
-    inner = select(
-        s.c.pbx, s.c.queue, s.c.department, s.c.end,
-        last.label("last"),
-        case((or_(s.c.after_hours, not_(is_open)), 1), else_=0).label("after"),
-        literal_column(_hour(dialect, "s.started_at", start)).label("hour"),
-        literal_column(_wait_us(dialect)).label("wait"),
-        case((s.c.end == "answered", literal_column(_talk_us(dialect))), else_=0).label("talk"),
-        case((or_(s.c.entered_at < lo, s.c.entered_at >= hi), 1), else_=0).label("outside"),
-    ).where(s.c.seq.is_not(None))
-    if dialect == "sqlite":
+    inner = select(       # the keys worked out once per stint, grouped on by name (PostgreSQL: bound values)
+        x.c.pbx, x.c.queue, x.c.department, x.c.end, x.c.wait_us.label("wait"), x.c.talk_us.label("talk"),
+        case((x.c.is_last, 1), else_=0).label("last"),
+        case((or_(x.c.call_after_hours, not_(is_open)), 1), else_=0).label("after"),
+        literal_column(_hour(dialect, "x.call_started_at", start)).label("hour"),
+        case((or_(x.c.entered_at < lo, x.c.entered_at >= hi), 1), else_=0).label("outside"),
+    ).where(day)
+    if dialect == "sqlite":       # a co-routine the grouping reads (flattened, `after` would be worked out twice)
         inner = inner.limit(-1)
-    x = inner.subquery("x")
+    g = inner.subquery("g")
 
     def n(condition):
         return func.sum(case((condition, 1), else_=0))
 
-    answered = x.c.end == "answered"
+    answered = g.c.end == "answered"
+    wait = g.c.wait
     thresholds = tuple(ms.service_level_seconds)
-    keys = [x.c.pbx, x.c.queue, x.c.department, x.c.last, x.c.after, x.c.hour]
+    keys = [g.c.pbx, g.c.queue, g.c.department, g.c.last, g.c.after, g.c.hour]
     band_limits = [micros_at_most(hi) for _, hi in BANDS if hi is not None]
     columns = [
         literal_column("0").label("kind"), *keys, func.count(),
-        n(answered), n(x.c.end == "abandoned"),
-        n(and_(x.c.end == "abandoned", x.c.wait <= micros_below(ms.short_abandon_seconds))),
-        n(x.c.end == "timed_out"), n(x.c.end == "no_agent"),
-        func.coalesce(func.sum(case((answered, x.c.wait), else_=0)), 0),
-        func.coalesce(func.sum(x.c.talk), 0),
-        func.coalesce(func.sum(x.c.outside), 0), func.max(x.c.wait),
-        *[n(and_(answered, x.c.wait <= limit)) for limit in band_limits],
-        *[n(and_(answered, x.c.wait <= micros_at_most(v))) for v in thresholds],
+        n(answered), n(g.c.end == "abandoned"),
+        n(and_(g.c.end == "abandoned", wait <= micros_below(ms.short_abandon_seconds))),
+        n(g.c.end == "timed_out"), n(g.c.end == "no_agent"),
+        func.coalesce(func.sum(case((answered, wait), else_=0)), 0),
+        func.coalesce(func.sum(case((answered, g.c.talk), else_=0)), 0),
+        func.coalesce(func.sum(g.c.outside), 0), func.max(wait),
+        *[n(and_(answered, wait <= limit)) for limit in band_limits],
+        *[n(and_(answered, wait <= micros_at_most(v))) for v in thresholds],
         null().label("hotline"),
     ]
     stint_query = select(*columns).group_by(*keys)
     # per agent, in the same columns: kind 1, the agent where the queue is, count, talk
-    a = d.alias("a")
     agent_columns = [None] * len(columns)
-    agent_columns[0], agent_columns[2], agent_columns[7] = literal_column("1"), a.c.agent, func.count()
-    agent_columns[14] = func.coalesce(func.sum(literal_column(_talk_us(dialect, "a"))), 0)
+    agent_columns[0], agent_columns[2], agent_columns[7] = literal_column("1"), x.c.agent, func.count()
+    agent_columns[14] = func.coalesce(func.sum(x.c.talk_us), 0)
     agent_query = select(*[col if col is not None else null() for col in agent_columns]).where(
-        a.c.end == "answered", a.c.agent.is_not(None), a.c.agent != "").group_by(a.c.agent)
+        day, x.c.end == "answered", x.c.agent.is_not(None), x.c.agent != "").group_by(x.c.agent)
     # the calls without a stint (`IvrGroup`), in the same columns: kind 2, pbx, ivr_queue, the call's
     # department, after_hours outcome, a bit per hours profile open at the call's start, count, hotline
-    i = d.alias("i")
+    i = t.calls.alias("i")
     ivr_columns = [None] * len(columns)
-    ivr_columns[:6] = [literal_column("2"), i.c.pbx, i.c.ivr_queue, i.c.call_department,
+    ivr_columns[:6] = [literal_column("2"), i.c.pbx, i.c.ivr_queue, i.c.department,
                        case((i.c.outcome == "after_hours", 1), else_=0), _open_mask(i.c.started_at, intervals)]
     ivr_columns[7], ivr_columns[-1] = func.count(), i.c.hotline
     mask = [ivr_columns[5]] if any(intervals) else []      # never a constant in GROUP BY
     ivr_query = select(*[col if col is not None else null() for col in ivr_columns]).where(
-        i.c.seq.is_(None)).group_by(*ivr_columns[1:5], *mask, i.c.hotline)
+        i.c.stint_count == 0, i.c.started_at >= start, i.c.started_at < end).group_by(*ivr_columns[1:5], *mask,
+                                                                                      i.c.hotline)
     groups, outside, agents, ivr = [], 0, {}, []
     nb = len(band_limits)
     for kind, *row in (await conn.execute(union_all(stint_query, agent_query, ivr_query))).all():
@@ -280,13 +267,12 @@ async def daily_report_inputs(store, settings, day: date, now: datetime) -> dict
         figures = await call_figures(store, settings, calendar, *bounds, daily.metric_settings(settings), links=links)
         return figures, links[0] if links else await lost_call_tasks(store, [(c.pbx, c.call_id) for c in figures.lost])
 
-    async def work():             # beside the call figures, on connections of their own
-        return (await task_groups(store, *bounds, now), await case_counts(store, *bounds, now),
-                await store.pending_wrapups(min(now, bounds[1]) - timedelta(minutes=settings.cases.wrapup_minutes)),
-                await agent_wrapups(store, store.dialect, *bounds, now, settings.cases.wrapup_minutes),
-                await coverage_facts(store, *bounds, now, stale_after(settings.instance.checkpoint_seconds)))
-    (figures, lost_tasks), (tasks, cases, wrapups, compliance, (sessions, observed)) = \
-        await asyncio.gather(calls(), work())
+    # every read on a connection of its own, all at once: the report waits for the longest, not the sum
+    (figures, lost_tasks), tasks, cases, wrapups, compliance, (sessions, observed) = await asyncio.gather(
+        calls(), task_groups(store, *bounds, now), case_counts(store, *bounds, now),
+        store.pending_wrapups(min(now, bounds[1]) - timedelta(minutes=settings.cases.wrapup_minutes)),
+        agent_wrapups(store, store.dialect, *bounds, now, settings.cases.wrapup_minutes),
+        coverage_facts(store, *bounds, now, stale_after(settings.instance.checkpoint_seconds)))
     posts = coverage.posts(day, settings, sessions, now, observed=observed)
     return {"figures": figures, "task_groups": tasks, "now": now, "case_counts": cases, "pending_wrapups": wrapups,
             "posts": posts, "lost_tasks": lost_tasks, "agent_wrapups": compliance,

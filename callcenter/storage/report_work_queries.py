@@ -3,13 +3,14 @@ aggregates or bounded lists: follow-up tasks and first-ask cases of the day (`ta
 `case_counts`; the domain keeps the rates: callcenter/domain/work_figures.py), the day's lost
 calls (`_lost_calls`) and their callback status (`lost_call_tasks`), and per agent the wrap-up
 compliance (`agent_wrapups`; answered calls and talk time come with the stint counts); and the
-SQL expressions both modules use (waits and talk time in whole microseconds, the local hour)."""
+SQL expressions both modules use (a span in whole microseconds, the local hour). Stints' waits
+and talk times are stored with them (migration 0016: `wait_us`, `talk_us`)."""
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, case, func, literal_column, or_, select, text, true
+from sqlalchemy import and_, case, func, literal_column, or_, select, text
 
 from ..domain.metrics import LOST_OUTCOMES, LostCall, limit_lost
 from ..domain.work_figures import CASE_COUNTS, task_figures_from_groups
@@ -31,12 +32,6 @@ def _micros(dialect: str, later: str, earlier: str) -> str:
     return f"({days} * 86400000000 + {day_us(later)} - {day_us(earlier)})"
 
 
-def _wait_us(dialect: str) -> str:
-    until = "COALESCE(s.answered_at, s.left_at)"
-    biggest = "GREATEST" if dialect == "postgresql" else "max"
-    return f"(CASE WHEN {until} IS NULL THEN 0 ELSE {biggest}(0, {_micros(dialect, until, 's.entered_at')}) END)"
-
-
 def _hour(dialect: str, column: str, start: datetime) -> str:
     """SQL for the local hour (0-23) of `column` in the day starting at `start` (the zone's UTC
     offset is constant over the day: `open_intervals` checked it). SQLite: from the stored
@@ -46,13 +41,6 @@ def _hour(dialect: str, column: str, start: datetime) -> str:
     offset = int(start.utcoffset().total_seconds()) % 86400
     return (f"(((CAST(substr({column}, 12, 2) AS INTEGER) * 3600 + CAST(substr({column}, 15, 2) AS INTEGER) * 60"
             f" + CAST(substr({column}, 18, 2) AS INTEGER) + {offset}) % 86400) / 3600)")
-
-
-def _talk_us(dialect: str, alias: str = "s") -> str:
-    """`metrics.talk_micros` in SQL: x * 1e6 + 0.5 truncated toward zero, NULL as 0."""
-    if dialect == "postgresql":
-        return f"COALESCE(CAST(trunc({alias}.talk_seconds * 1000000 + 0.5) AS BIGINT), 0)"
-    return f"COALESCE(CAST({alias}.talk_seconds * 1000000 + 0.5 AS INTEGER), 0)"
 
 
 @asynccontextmanager
@@ -161,15 +149,8 @@ async def agent_wrapups(store, dialect: str, start: datetime, end: datetime, now
 async def _lost_calls(conn, dialect, start, end, per_department: int | None) -> list[LostCall]:
     """The day's calls nobody answered, placed by their last stint: each department's first
     `per_department` in time order (`metrics.limit_lost`), by a window function in SQL."""
-    c, s2 = t.calls.alias("c"), t.stints.alias("s2")
-    if dialect == "postgresql":   # the last stint of each lost call, by index (a join would hash every stint)
-        s = select(s2.c.seq, s2.c.queue, s2.c.department, s2.c.entered_at, s2.c.answered_at, s2.c.left_at).where(
-            s2.c.pbx == c.c.pbx, s2.c.call_id == c.c.id).order_by(s2.c.seq.desc()).limit(1).lateral("s")
-        joined = c.outerjoin(s, true())
-    else:
-        s = t.stints.alias("s")
-        last_seq = select(func.max(s2.c.seq)).where(s2.c.pbx == c.c.pbx, s2.c.call_id == c.c.id).scalar_subquery()
-        joined = c.outerjoin(s, and_(s.c.pbx == c.c.pbx, s.c.call_id == c.c.id, s.c.seq == last_seq))
+    c, s = t.calls.alias("c"), t.stints.alias("s")
+    joined = c.outerjoin(s, and_(s.c.pbx == c.c.pbx, s.c.call_id == c.c.id, s.c.is_last))   # placed by its last stint
     department = func.coalesce(s.c.department, c.c.department)
     call_id = c.c.id.collate("C") if dialect == "postgresql" else c.c.id
     pbx = c.c.pbx.collate("C") if dialect == "postgresql" else c.c.pbx
@@ -177,7 +158,7 @@ async def _lost_calls(conn, dialect, start, end, per_department: int | None) -> 
     inner = select(       # only columns of ix_calls_day: SQLite reads the day's calls from that index
         c.c.pbx, c.c.id, c.c.started_at, department.label("department"),
         func.coalesce(s.c.queue, c.c.ivr_queue).label("queue"), c.c.outcome,
-        case((s.c.seq.is_(None), None), else_=literal_column(_wait_us(dialect))).label("wait"),
+        s.c.wait_us.label("wait"),
         rank.label("rank"),
     ).select_from(joined).where(
         c.c.started_at >= start, c.c.started_at < end, c.c.outcome.in_([o.value for o in LOST_OUTCOMES])).subquery()

@@ -17,11 +17,10 @@ from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import event, false, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ..clock import SystemClock
-from ..domain.metrics import CaseFact, TaskFact
+from ..domain.metrics import CaseFact, TaskFact, talk_micros, wait_micros
 from ..domain.presence import AgentSession
 from ..domain.records import CallRecord, Outcome, Stint, StintEnd
 from . import tables as t
@@ -150,8 +149,15 @@ class Store:
             finally:
                 await engine.dispose()
             return
-        async with self.begin(report=False) as conn:   # a long upgrade is not a stalled database
-            await conn.run_sync(upgrade)
+        # PostgreSQL: on an engine of its own without the service's statement timeout (a migration
+        # that fills a new column of every stored call, as 0016 does, runs for as long as it takes)
+        engine = create_async_engine(self.url, hide_parameters=True,
+                                     connect_args={"timeout": self.options.connect_timeout, "command_timeout": None})
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(upgrade)
+        finally:
+            await engine.dispose()
 
     async def close(self, timeout: float = 2.0) -> None:
         """Close the pool; a hung server cannot hold the shutdown longer than ``timeout`` (half
@@ -162,8 +168,12 @@ class Store:
             log.warning("database connections not closed cleanly: %s", type(exc).__name__)
 
     def _insert(self, table):
-        dialect = postgresql if self.dialect == "postgresql" else sqlite
-        return dialect.insert(table)
+        # the dialect's INSERT ... ON CONFLICT is imported on the first write, not with the store (start-up)
+        if self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        return insert(table)
 
     # --- writes -------------------------------------------------------------------------------
 
@@ -179,15 +189,17 @@ class Store:
                 "caller_name": r.caller_name, "hotline": r.hotline, "department": r.department,
                 "started_at": r.started_at, "ended_at": r.ended_at, "outcome": r.outcome.value,
                 "ivr_choice": r.ivr_choice, "ivr_queue": r.ivr_queue, "after_hours": r.after_hours,
-                "reconciled": r.reconciled, "recorded_at": now,
+                "reconciled": r.reconciled, "recorded_at": now, "stint_count": len(r.stints),
             })
-            for seq, s in enumerate(r.stints):
+            for seq, s in enumerate(r.stints):        # with the facts the reports count it by (0016)
                 stint_rows.append({
                     "pbx": r.pbx, "call_id": r.id, "seq": seq, "queue": s.queue, "department": s.department,
                     "entered_at": s.entered_at, "left_at": s.left_at, "answered_at": s.answered_at,
                     "end": (s.end or StintEnd.UNKNOWN).value, "agent": s.agent, "member_name": s.member_name,
                     "interface": s.interface, "talk_seconds": s.talk_seconds, "completed_by": s.completed_by,
                     "transferred": s.transferred, "rings": s.rings, "no_answers": "\n".join(s.no_answers),
+                    "call_started_at": r.started_at, "call_after_hours": r.after_hours, "wait_us": wait_micros(s),
+                    "talk_us": talk_micros(s.talk_seconds), "is_last": seq == len(r.stints) - 1,
                 })
         async with self.begin() as conn:
             existing = set()
@@ -319,11 +331,15 @@ class Store:
         return {department: count for department, count in rows}
 
     async def sessions_between(self, start: datetime, end: datetime) -> list[AgentSession]:
+        """The sessions overlapping [start, end), in start order. Sorted here, not in SQL: without
+        an ORDER BY, SQLite reads them by `ix_agent_sessions_ended_at` (those ending after the
+        start: a recent day's) rather than by the start index, which holds the whole history
+        before the day's end (0.09 s of a report on 317,000 sessions; migration 0016)."""
         async with self.engine.connect() as conn:
             rows = (await conn.execute(
                 select(t.agent_sessions).where(t.agent_sessions.c.ended_at >= start,
-                                               t.agent_sessions.c.started_at < end)
-                .order_by(t.agent_sessions.c.started_at))).mappings().all()
+                                               t.agent_sessions.c.started_at < end))).mappings().all()
+        rows = sorted(rows, key=lambda r: (r["started_at"], r["id"]))
         return [AgentSession(r["pbx"], r["agent"], r["interface"], r["member_name"], r["queue"], r["kind"],
                              r["reason"], r["started_at"], r["ended_at"], r["reconciled"]) for r in rows]
 

@@ -1,10 +1,14 @@
 """``GET /api/reports/period?kind=week|month|quarter&date=YYYY-MM-DD``: the period roll-up
 (reports/period.py, as ``callcenter report week|month|quarter`` builds it) for heads (their
-departments) and the office.
+departments) and the office, as JSON (``format=json``, the default), a printable zh-CN HTML page
+with a chart (``html``), an Excel workbook (``xlsx``) or a CSV table (``csv``), rendered by
+reports/render_period.py and served with the daily report's content types and headers
+(callcenter/web/reports_api.py ``FORMATS``).
 
 Scoping as /api/reports/daily (callcenter/web/reports_api.py): a head gets the departments they
 answer for (one with ``department=``), in the department list and in the ranking (their ranks
-among all departments kept); the totals are those of the whole hotline and ``scope`` says so.
+among all departments kept); the totals are those of the whole hotline and ``scope`` says so
+(the HTML, XLSX and CSV leave the 合计 row out for a head).
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from aiohttp import web
 from . import models
 from .app import APP
 from .errors import json_response
+from .reports_api import FORMATS
 from .scope import list_departments
 from .security import identity
 
@@ -23,6 +28,7 @@ from .security import identity
 class PeriodQuery(models.DayQuery):
     kind: Literal["week", "month", "quarter"]
     department: models.Ident = None
+    format: Literal["json", "html", "xlsx", "csv"] = "json"
 
 
 def setup_routes(app: web.Application) -> None:
@@ -36,7 +42,7 @@ def for_departments(report: dict, departments: list[str | None]) -> dict:
     return {**report, "scope": sorted(keep),
             "departments": [d for d in report["departments"] if d["department"] in keep],
             "ranking": [r for r in report["ranking"] if r["department"] in keep],
-            "posts": [p for p in report["posts"] if p.get("department") in keep]}
+            "posts": [p for p in report["posts"] if p.get("department") in keep], "unmapped_queues": []}
 
 
 async def period_report(request: web.Request) -> web.Response:
@@ -48,5 +54,17 @@ async def period_report(request: web.Request) -> web.Response:
     now = app_obj.clock.now()
     day = q.date or now.astimezone(tz).date()
     departments = list_departments(who, q.department)
-    report = await period.period_report(app_obj.store, app_obj.settings, q.kind, day, now)
-    return json_response(for_departments(report, departments))
+    report = for_departments(await period.period_report(app_obj.store, app_obj.settings, q.kind, day, now),
+                             departments)
+    if q.format == "json":
+        return json_response(report)
+    from reports.render_period import filename, period_output
+    content_type, disposition = FORMATS[q.format]
+    headers = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
+               "Content-Disposition": f'{disposition}; filename="{filename(report, q.format)}"'}
+    body = period_output(report, q.format)
+    if isinstance(body, bytes):
+        return web.Response(body=body, content_type=content_type, headers=headers)
+    if q.format == "html":
+        headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"
+    return web.Response(text=body, content_type=content_type, charset="utf-8", headers=headers)

@@ -29,6 +29,30 @@ def watch_console(page) -> list[str]:
     return messages
 
 
+async def prints_on_a4(page) -> bytes:
+    """The print rules (headers repeat, charts and rows not split, colours kept) in print media,
+    then the page printed as PDF on A4; returns the PDF."""
+    await page.emulate_media(media="print")
+    rules = await page.evaluate("""() => ({
+        thead: getComputedStyle(document.querySelector('thead')).display,
+        chart: getComputedStyle(document.querySelector('figure.chart')).breakInside,
+        row: getComputedStyle(document.querySelector('tbody tr')).breakInside,
+        heading: getComputedStyle(document.querySelector('h2')).breakAfter,
+        colours: getComputedStyle(document.documentElement).printColorAdjust})""")
+    assert rules == {"thead": "table-header-group", "chart": "avoid", "row": "avoid", "heading": "avoid",
+                     "colours": "exact"}
+    return await page.pdf(format="A4", prefer_css_page_size=True)
+
+
+def a4_pages(pdf: bytes) -> int:
+    """How many pages the PDF has, each checked to be A4."""
+    assert pdf.startswith(b"%PDF-")
+    boxes = {tuple(float(n) for n in m.groups()) for m in
+             re.finditer(rb"/MediaBox\s*\[\s*0\s+0\s+([\d.]+)\s+([\d.]+)\s*\]", pdf)}
+    assert boxes and all(abs(w - A4_POINTS[0]) < 2 and abs(h - A4_POINTS[1]) < 2 for w, h in boxes), boxes
+    return len(re.findall(rb"/Type\s*/Page(?![s\w])", pdf))
+
+
 async def shows_a_whole_report(page) -> None:
     assert await page.locator("svg").count() == 3
     assert await page.locator("svg rect.answered").count() > 0 and await page.locator("svg polyline").count() > 0
@@ -68,24 +92,11 @@ async def test_the_report_prints_on_a4(browser, settings, tmp_path):
         await shows_a_whole_report(page)
         assert await page.locator(".asof").inner_text() == "截至 15:40，当日数据尚未完结"
         await page.screenshot(path=str(screenshot_path("report-sample.png", tmp_path)), full_page=False)
-        await page.emulate_media(media="print")
-        rules = await page.evaluate("""() => ({
-            thead: getComputedStyle(document.querySelector('thead')).display,
-            chart: getComputedStyle(document.querySelector('figure.chart')).breakInside,
-            row: getComputedStyle(document.querySelector('tbody tr')).breakInside,
-            heading: getComputedStyle(document.querySelector('h2')).breakAfter,
-            colours: getComputedStyle(document.documentElement).printColorAdjust})""")
-        assert rules == {"thead": "table-header-group", "chart": "avoid", "row": "avoid", "heading": "avoid",
-                         "colours": "exact"}
-        pdf = await page.pdf(format="A4", prefer_css_page_size=True)
+        pdf = await prints_on_a4(page)
     finally:
         await context.close()
     assert problems == [] and page.errors == []
-    assert pdf.startswith(b"%PDF-")
-    boxes = {tuple(float(n) for n in m.groups()) for m in
-             re.finditer(rb"/MediaBox\s*\[\s*0\s+0\s+([\d.]+)\s+([\d.]+)\s*\]", pdf)}
-    assert boxes and all(abs(w - A4_POINTS[0]) < 2 and abs(h - A4_POINTS[1]) < 2 for w, h in boxes), boxes
-    pages = len(re.findall(rb"/Type\s*/Page(?![s\w])", pdf))
+    pages = a4_pages(pdf)
     assert 2 <= pages <= 12, pages          # a day of 3 departments: a few pages, not one per table row
     (tmp_path / "report.pdf").write_bytes(pdf)
 

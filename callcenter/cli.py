@@ -25,6 +25,7 @@ from .cli_commands import (UsageError, cmd_calls_list, cmd_calls_parked, cmd_cas
                            cmd_import_queue_log, cmd_replay, cmd_report_daily, cmd_serve, cmd_tasks_list)
 from .cli_commands import cmd_report_deliver  # issue 13
 from .cli_commands import cmd_report_period  # issue 13: week/month/quarter roll-ups
+from .domain.numbers import canonical
 from .domain.validation import mask_numbers
 from .logsetup import configure as configure_logging
 from .settings import ConfigError, load_settings
@@ -84,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     csl.add_argument("--status", choices=["open", "resolved", "escalated", "out_of_scope"])
     csl.add_argument("--department", help="department id, e.g. market")
     csl.add_argument("--owner", help="agent id of the case's owner")
-    csl.add_argument("--caller", help="caller number (exact)")
+    csl.add_argument("--caller", type=canonical, help="caller number (exact; +86/0086 forms are the same caller)")
     csl.add_argument("--date", help="opened on YYYY-MM-DD in the configured time zone (default: any day)")
     csl.add_argument("--format", choices=["json", "table"], default="table")
     csl.add_argument("--full-numbers", action="store_true", help=FULL_NUMBERS)

@@ -25,6 +25,7 @@ from collections import deque
 from typing import Callable
 
 from callcenter.domain import ivr_flow as f
+from callcenter.domain.numbers import canonical
 from callcenter.domain.validation import InvalidValue, identifier, mask_number, phone_number
 from .fastagi import Channel, Hangup
 
@@ -194,8 +195,9 @@ def _ident(value: str | None) -> str | None:
 
 
 def _caller(number: str) -> str:
-    """The caller's number when it is one (not 'unknown', 'anonymous' or garbage), else ""."""
+    """The caller's number when it is one (not 'unknown', 'anonymous' or garbage), else "", in
+    canonical form (callcenter/domain/numbers.py), as the AMI translator gives it."""
     try:
-        return phone_number(number)
+        return phone_number(canonical(number))
     except InvalidValue:
         return ""

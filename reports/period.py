@@ -9,7 +9,10 @@ out day by day over the stored agent sessions and summed, so a login or pause th
 period's edge (or midnight, or the lunch break) counts only its part inside the business windows
 of the period. The targets and the pass/miss checks of each entry are the daily report's
 (reports/daily_notes.py); each department lists its queues' rows (the figures the roll-up sums
-anyway). JSON keys: docs/metrics.md, "Period roll-ups".
+anyway). Per agent, the daily report's entries (reports/daily.py `_agents`) over the whole
+period: answers and talk time of its calls, login and pause time of its sessions (the part inside
+the period), wrap-ups of its calls; the average talk time and wrap-up compliance recomputed from
+those sums. JSON keys: docs/metrics.md, "Period roll-ups".
 """
 from __future__ import annotations
 
@@ -85,9 +88,11 @@ def _post_entries(first, last, settings, calendar, sessions, now, observed) -> l
 
 
 def build(kind: str, first: date, last: date, settings, calendar, now: datetime, figures, task_groups,
-          case_counts, sessions=(), observed=None) -> dict:
-    """The period's report from its counts (`period_queries.period_inputs`)."""
-    from .daily import metric_settings
+          case_counts, sessions=(), observed=None, agent_wrapups=None, agent_time=None) -> dict:
+    """The period's report from its counts (`period_queries.period_inputs`). `agent_wrapups`
+    (agent -> (due, in time)) and `agent_time` (agent -> (login, pause)) over the period complete
+    the agents, as in the daily report (`None`: not read, the figures are null)."""
+    from .daily import _agents, metric_settings
     ms = metric_settings(settings)
     directory = settings.directory()
     tz = ZoneInfo(settings.timezone)
@@ -149,6 +154,7 @@ def build(kind: str, first: date, last: date, settings, calendar, now: datetime,
                                 "", coverage.NO_POSTS)}, goal),
         "posts": [{"post": p, "department": names[p].department if p in names else None, **v}
                   for p, v in per_post.items()],
+        "agents": _agents(settings, figures, agent_wrapups, agent_time),
         "ranking": ranking(departments, ms.exclude_short_abandons),
         "notes": notes(kind, ms.exclude_short_abandons),
     }
@@ -218,6 +224,11 @@ def notes(kind: str, exclude_short: bool) -> list[dict]:
                  "服务未运行或与交换机断开的时间为“未观测”，不计入；观测不足工作时间一成时标注。"},
         {"key": "ranking", "title": "排名",
          "text": "先按接通率从高到低，接通率相同时按解决率从高到低；两者均相同的并列同一名次；本期无呼入的部门不参与排名。"},
+        {"key": "agents", "title": "坐席",
+         "text": "接通与通话时长：周期内来电中由该坐席接听的次数与通话总时长（含非工作时间的来电）；"
+                 "签入、暂停时长：周期内（统计中的周期截至报表时间）签入任一队列及签入期间暂停的时长，"
+                 "跨越周期起止的只计周期内部分，同时签入多个队列只计一次；"
+                 "平均通话与小结及时率由周期内汇总的数量重新计算，不是每日数值的平均。"},
         {"key": "totals", "title": "合计", "text": "全热线合计：每通来电只计一次（按其最后进入的队列），因此不一定等于各部门之和。"},
         {"key": "checks", "title": "达标",
          "text": "目标来自配置 reports.targets（与日报相同）；“达标”/“未达标”按本期汇总后的比率判断，无数据时不判断。"},
@@ -269,5 +280,16 @@ def render_table(report: dict) -> str:
     rank_rows = [["—" if r["rank"] is None else str(r["rank"]), r["name"], pct(r["connect_rate"]),
                   pct(r["resolution_rate"]), r["note"] or ""] for r in report["ranking"]]
     lines += ["", "部门排名"] + grid(["名次", "部门", "接通率", "解决率", "说明"], rank_rows, [8, 40, 10, 10, 120])
+    agents = [a for a in report.get("agents") or [] if a["answered"] or a["login_seconds"] or a["wrapups_due"]]
+    if agents:
+        names = {d["department"]: d["name"] for d in report["departments"]}
+
+        def hours(seconds):
+            return "—" if seconds is None else f"{seconds / 3600:.1f}"
+        lines += ["", "按坐席（时长单位：小时）"] + grid(
+            ["坐席", "部门", "接通", "通话", "平均通话(秒)", "签入", "暂停", "小结及时率"],
+            [[f"{a['name'] or a['agent']}({a['agent']})", names.get(a["department"], a["department"] or "—"),
+              str(a["answered"]), hours(a["talk_seconds"]), num(a["average_talk_seconds"]),
+              hours(a["login_seconds"]), hours(a["pause_seconds"]), pct(a["wrapup_compliance"])] for a in agents])
     lines += [""] + [f"{n['title']}：{n['text']}" for n in report["notes"]]
     return "\n".join(lines)

@@ -8,7 +8,9 @@ chart axis styles (reports/templates/daily.css, cells.html, charts.html), the ta
 key-figure boxes and clock formatting (reports/render_html.py) and the sheet writer
 (reports/render_xlsx.py). What is the period's own: the departments in ranking order with their
 名次 and tie note, a bar chart of each department's connect rate and resolution rate against
-their targets, the 超期未办结 figure, and the queue rows under each department.
+their targets, the 超期未办结 figure, the queue rows under each department, and the agents' rows
+summed over the period (the daily report's 坐席 columns, reports/render_xlsx.py `AGENTS`, with the
+average talk time and the wrap-ups due and done in time beside the compliance they give).
 
 A head's scoped report (``scope``) has no 合计 row (the totals are the whole hotline's), as in
 the daily report.
@@ -26,6 +28,7 @@ from .period import KIND_ZH, render_table
 from .render_csv import (CALLS, CASES, CHECKED, COVERAGE, FOLLOWUP, MISSING, SERVICE, TITLES, _cell, check,
                          fmt, guard, mark, value)
 from .render_html import ENV, _clock, _kpis, _stamp, _targets
+from .render_xlsx import AGENTS as DAILY_AGENTS
 from .render_xlsx import POSTS as DAILY_POSTS
 from .render_xlsx import _sheet
 from .text import clip
@@ -36,6 +39,13 @@ FIGURES = CALLS + SERVICE + FOLLOWUP + PERIOD_CASES + COVERAGE
 PERIOD_TITLES = {key: title for key, title, _ in FIGURES}
 CHECK_HEAD = [TITLES[key] + "达标" for key in CHECKED]
 POSTS = [p for p in DAILY_POSTS if p[0] not in ("department_name", "a_name", "b_name")]
+# the daily report's 坐席 figures (answered, talk, login, pause, compliance), with the average talk
+# time and the wrap-up counts the compliance is worked out from
+_AGENT = {key: (title, kind) for key, title, kind in DAILY_AGENTS}
+AGENT_FIGURES = [(key, *(_AGENT.get(key) or extra)) for key, extra in (
+    ("answered", None), ("talk_seconds", None), ("average_talk_seconds", (TITLES["average_talk_seconds"], "s")),
+    ("login_seconds", None), ("pause_seconds", None), ("wrapups_due", ("应小结", "n")),
+    ("wrapups_in_time", ("及时小结", "n")), ("wrapup_compliance", None))]
 
 
 def period_output(report: dict, fmt: str) -> str | bytes:
@@ -138,6 +148,7 @@ def render_period_html(report: dict) -> str:
         generated=_stamp(report), span=_span(report), as_of=_as_of(report), kind=KIND_ZH.get(report.get("kind")),
         targets=_targets(report.get("targets")), chart=rates_chart(report), kpis=_kpis(report, whole),
         ranked=ranked(report), queues=_queues(report), posts=report.get("posts") or [],
+        agents=report.get("agents") or [],
         names={d["department"]: d.get("name") for d in report.get("departments") or []},
         sections=[("话务", CALLS), ("服务水平与等待", SERVICE), ("回访任务", FOLLOWUP), ("诉求办理", PERIOD_CASES),
                   ("AB岗在岗", COVERAGE)],
@@ -154,7 +165,8 @@ def _figures(entry: dict) -> list[tuple]:
 
 def render_period_xlsx(report: dict) -> bytes:
     """Sheets 概况 (the period, its targets and the key figures), 部门 (ranking order: 名次, the
-    figures, 达标 columns, the tie note; 合计 last), 队列, 岗位 and 说明 (every definition)."""
+    figures, 达标 columns, the tie note; 合计 last), 队列, 岗位, 坐席 (per agent, summed over the
+    period) and 说明 (every definition)."""
     wb = Workbook()
     wb.remove(wb.active)
     head = [title for _, title, _ in FIGURES] + CHECK_HEAD
@@ -171,6 +183,10 @@ def render_period_xlsx(report: dict) -> bytes:
     _sheet(wb, "岗位", ["岗位", "部门"] + [title for _, title, _ in POSTS[1:]],
            [[(p.get("post"), None), (names.get(p.get("department"), p.get("department")), None)]
             + [(p.get(key), kind) for key, _, kind in POSTS[1:]] for p in report.get("posts") or []])
+    _sheet(wb, "坐席", ["工号", "姓名", "部门"] + [title for _, title, _ in AGENT_FIGURES],
+           [[(a.get("agent"), None), (a.get("name"), None),
+             (names.get(a.get("department"), a.get("department")), None)]
+            + [(a.get(key), kind) for key, _, kind in AGENT_FIGURES] for a in report.get("agents") or []])
     notes = report.get("notes") or []
     _sheet(wb, "说明", ["项目", "说明"],
            [[(n.get("title"), None), (n.get("text"), None)] for n in notes] or [[("说明", None), (MISSING, None)]])
@@ -217,13 +233,18 @@ def _summary(wb: Workbook, report: dict) -> None:
 
 # --- CSV -------------------------------------------------------------------------------------
 
+AGENT_COLUMNS = [(key, title, kind) for key, title, kind in AGENT_FIGURES if key not in PERIOD_TITLES]
 HEADER = (["周期", "开始", "结束", "范围", "名次", "部门", "部门名称", "队列", "PBX"]
-          + [title for _, title, _ in FIGURES] + CHECK_HEAD + ["排名说明", "截至"])
+          + [title for _, title, _ in FIGURES] + CHECK_HEAD + ["排名说明", "截至"]
+          + ["工号", "姓名"] + [title for _, title, _ in AGENT_COLUMNS])
 
 
 def render_period_csv(report: dict) -> str:
-    """One row per department (ranking order, with 名次 and the tie note), per queue, and 合计
-    (not in a head's copy); UTF-8 with a BOM, CRLF, cells as reports/render_csv.py writes them."""
+    """One row per department (ranking order, with 名次 and the tie note), per queue, 合计 (not in
+    a head's copy), then one 坐席 row per agent; UTF-8 with a BOM, CRLF, cells as
+    reports/render_csv.py writes them. The agent columns (工号, 姓名, 通话, 签入, 暂停, the
+    wrap-ups) come last, after 截至, and are empty on the other rows; an agent row fills 接通 and
+    平均通话 of the figure columns and leaves the rest (department figures) empty."""
     out = io.StringIO()
     out.write("\ufeff")
     writer = csv.writer(out, lineterminator="\r\n")
@@ -241,5 +262,15 @@ def render_period_csv(report: dict) -> str:
         writer.writerow([guard(c) if c not in (None, "") else "" for c in cells]
                         + [_cell(value(e, key), kind) for key, _, kind in FIGURES]
                         + [mark(check(e, key)) for key in CHECKED]
-                        + [guard(rank["note"]) if rank and rank.get("note") else "", as_of or ""])
+                        + [guard(rank["note"]) if rank and rank.get("note") else "", as_of or ""]
+                        + [""] * (2 + len(AGENT_COLUMNS)))
+    names = {d["department"]: d.get("name") for d in report.get("departments") or []}
+    for a in report.get("agents") or []:
+        department = a.get("department")
+        cells = lead + ["坐席", "", department, names.get(department, department) if department else None, None, None]
+        writer.writerow([guard(c) if c not in (None, "") else "" for c in cells]
+                        + [_cell(a.get(key), kind) if key in a else "" for key, _, kind in FIGURES]
+                        + [""] * len(CHECK_HEAD) + ["", as_of or ""]
+                        + [guard(a.get("agent")), guard(a.get("name"))]
+                        + [_cell(a.get(key), kind) for key, _, kind in AGENT_COLUMNS])
     return out.getvalue()

@@ -30,6 +30,7 @@ PUBLIC = "https://hotline.example.gov.cn"
 TOKEN = "twilio-test-auth-token-0123456789"
 HOTLINE = "+862162000001"                        # 区市场监管局 over Twilio
 CALLER = "+8613811113333"
+CALLER_STORED = "13811113333"                # the canonical (domestic) form: callcenter/domain/numbers.py
 SID = "CA" + "0123456789abcdef" * 2
 SID2 = "CA" + "fedcba9876543210" * 2
 RECORDING = "RE" + "ab" * 16
@@ -189,7 +190,7 @@ async def test_menu_choice_queue_agent_and_survey(make_phone, tw_settings):
     assert set(ivr) == {"script", "uniqueid", "channel", "hotline", "caller", "pbx", "department", "started_at",
                         "recordings", "path", "outcome", "route", "rating", "ended_at"}
     record = await stored_call(phone.app, SID)
-    assert (record.pbx, record.outcome.value, record.hotline, record.caller_num) == ("twilio", "answered", HOTLINE, CALLER)
+    assert (record.pbx, record.outcome.value, record.hotline, record.caller_num) == ("twilio", "answered", HOTLINE, CALLER_STORED)
     [stint] = record.stints
     assert (stint.queue, stint.agent, stint.wait_seconds, stint.talk_seconds) == ("q-market", "1001", 23.0, 120.0)
     s = lambda n: t0 + timedelta(seconds=n)    # noqa: E731
@@ -268,7 +269,10 @@ async def test_a_hang_up_in_the_menu_is_recorded_where_it_happened(make_phone, t
         ("answered", "1002", 12.0, 40.0, "0")
 
 
-async def test_a_repeat_caller_is_dialled_to_the_case_owner(make_phone, tw_settings, db_url):
+async def owner_case(make_phone, tw_settings, db_url) -> tuple:
+    """Over Asterisk (the `basic` trace replayed at 10:00) 13800000002 is answered by 1001, who
+    owns the open case (follow-up disposition) and is available; a Twilio phone at 10:05 on the
+    same database: (phone, case)."""
     await replay(tw_settings, db_url, [str(TRACES / "basic.jsonl")], MONDAY_10)
     phone = await make_phone(MONDAY_10 + timedelta(minutes=5), url=db_url)
     app = phone.app
@@ -277,6 +281,12 @@ async def test_a_repeat_caller_is_dialled_to_the_case_owner(make_phone, tw_setti
     call_id = (await app.cases.get(case["id"]))["calls"][0]["call_id"]
     await app.cases.dispose("pbx1", call_id, "1001", "follow_up_simple")       # the case stays open
     app.cases.presence = lambda: {"1001": Presence("1001", True, ("PJSIP/1001",))}
+    return phone, case
+
+
+async def test_a_repeat_caller_is_dialled_to_the_case_owner(make_phone, tw_settings, db_url):
+    phone, case = await owner_case(make_phone, tw_settings, db_url)
+    app = phone.app
     t0 = app.clock.now()
     r = await phone.post(f"{PUBLIC}/twilio/voice", phone.call(caller="13800000002"))
     assert verbs(r) == ["Say", "Say", "Dial"] and says(r)[1].startswith("正在为您转接上次为您服务的工作人员")
@@ -448,4 +458,4 @@ async def test_finished_sessions_are_stored_by_the_ivr_records(make_phone):
     async with phone.app.store.engine.connect() as conn:
         rows = (await conn.execute(select(t.ivr_sessions))).mappings().all()
     assert [(row["pbx"], row["uniqueid"], row["script"], row["outcome"], row["route_queue"], row["caller_num"])
-            for row in rows] == [("twilio", SID, "ivr", "queue", "q-market", CALLER)]
+            for row in rows] == [("twilio", SID, "ivr", "queue", "q-market", CALLER_STORED)]

@@ -7,7 +7,7 @@ import asyncio
 from datetime import datetime
 
 from ..domain import events as ev
-from .translate import Message, member_state
+from .translate import Message, caller_num, member_state
 
 
 def _duration(value: str | None) -> int | None:
@@ -25,7 +25,7 @@ def _duration(value: str | None) -> int | None:
 
 def _waiting(m: Message) -> ev.WaitingCaller:
     return ev.WaitingCaller(m.get("Queue", ""), m.get("Uniqueid", ""), m.get("Channel", ""),
-                            m.get("CallerIDNum", ""), _duration(m.get("Wait")) or 0,
+                            caller_num(m), _duration(m.get("Wait")) or 0,
                             _duration(m.get("Position")) or 0)
 
 
@@ -34,7 +34,7 @@ def _live_channel(m: Message) -> ev.LiveChannel:
     bridged = _duration(m.get("BridgedDuration")) if in_bridge else None
     return ev.LiveChannel(m.get("Uniqueid", ""), m.get("Linkedid", ""), m.get("Channel", ""),
                           m.get("Context", ""), m.get("Extension") or m.get("Exten", ""),
-                          m.get("CallerIDNum", ""), m.get("Application", ""), m.get("ApplicationData", ""),
+                          caller_num(m), m.get("Application", ""), m.get("ApplicationData", ""),
                           _duration(m.get("Duration")) or 0, bridged, in_bridge)
 
 

@@ -1,7 +1,8 @@
 """AMI events to normalised domain events: one small function per event type, one table.
 
 The event time is Asterisk's `Timestamp` header (timestampevents = yes) when present, else the
-moment the message was received. Events the domain does not need translate to nothing.
+moment the message was received. Events the domain does not need translate to nothing. Caller
+numbers (CallerIDNum) enter in canonical form (callcenter/domain/numbers.py).
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from ..domain import events as ev
+from ..domain.numbers import canonical
 
 log = logging.getLogger(__name__)
 Message = dict[str, str]
@@ -32,15 +34,21 @@ def _int(value: str | None, default: int = 0) -> int:
         return default
 
 
+def caller_num(m: Message) -> str:
+    """CallerIDNum in canonical form (callcenter/domain/numbers.py): `+8613800000001` from one PBX
+    and `13800000001` from another are the same caller downstream."""
+    return canonical(m.get("CallerIDNum", ""))
+
+
 def _newchannel(pbx, at, m):
     return ev.ChannelCreated(pbx, at, m.get("Uniqueid", ""), m.get("Linkedid", ""), m.get("Channel", ""),
-                             m.get("Context", ""), m.get("Exten", ""), m.get("CallerIDNum", ""),
+                             m.get("Context", ""), m.get("Exten", ""), caller_num(m),
                              m.get("CallerIDName", ""))
 
 
 def _newcallerid(pbx, at, m):
     return ev.CallerIdChanged(pbx, at, m.get("Uniqueid", ""), m.get("Linkedid", ""),
-                              m.get("CallerIDNum", ""), m.get("CallerIDName", ""))
+                              caller_num(m), m.get("CallerIDName", ""))
 
 
 def _newexten(pbx, at, m):

@@ -154,9 +154,16 @@ class Cases(CasePipeline):
                 new_version = await self._bump(conn, case["id"], t.cases.c.version == case["version"], **values)
                 if new_version is None:                    # PostgreSQL: another transaction got there first
                     raise TaskError(f"case {case['id']} changed meanwhile", 409, "version_conflict")
-                await conn.execute(update(t.case_calls).where(
-                    t.case_calls.c.pbx == pbx, t.case_calls.c.call_id == call_id, t.case_calls.c.seq == link["seq"])
-                    .values(disposition=d.value, disposed_at=now))
+                # a first disposition only where the call still has none: the links were read before
+                # the case, so another transaction may have disposed of the call in between and
+                # bumped the version this one then read (PostgreSQL, READ COMMITTED)
+                first = [t.case_calls.c.disposition.is_(None)] if version is None else []
+                done = await conn.execute(update(t.case_calls).where(
+                    t.case_calls.c.pbx == pbx, t.case_calls.c.call_id == call_id, t.case_calls.c.seq == link["seq"],
+                    *first).values(disposition=d.value, disposed_at=now))
+                if done.rowcount != 1:
+                    raise TaskError(f"call {call_id} was disposed of meanwhile; a change names the case's current "
+                                    "version", 409, "already_disposed")
                 await self._event(conn, case["id"], now, "disposition", agent, {
                     "call_id": call_id, "disposition": d.value, "item": item, "work_order": work_order,
                     "directed_to": directed_to, "note": note, "owner": case["owner"],

@@ -35,6 +35,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
+from .numbers import canonical
 from .records import CallRecord, Outcome
 
 COLUMNS = ("accountcode", "src", "dst", "dcontext", "clid", "channel", "dstchannel", "lastapp", "lastdata",
@@ -73,10 +74,11 @@ class CdrRow:
 
     @property
     def caller(self) -> tuple[str, str]:
-        """(number, name): src is the number; the name comes from clid `"Name" <number>`."""
+        """(number, name): src is the number (in canonical form, callcenter/domain/numbers.py: as the
+        AMI translator gives it); the name comes from clid `"Name" <number>`."""
         m = _CLID.match(self.clid)
         name = m.group("name").strip() if m else ""
-        return self.src or (m.group("num") if m else ""), name
+        return canonical(self.src or (m.group("num") if m else "")), name
 
 
 def _time(value: str, field: str, tz: tzinfo, optional: bool = False) -> datetime | None:

@@ -10,7 +10,9 @@ a call is finished in queue_log (every stint closed). Two rules use them:
   missing from queue_log; where the two disagree on how a stint ended, queue_log wins.
 
 Both are flagged `reconciled`. Waits and talk times come from Asterisk's own figures (holdtime,
-waittime, calltime), never from when we happened to look. Pure: no clock, no I/O.
+waittime, calltime), never from when we happened to look. The caller number (ENTERQUEUE's
+callerid) is kept in canonical form (numbers.py), as the AMI translator gives it. Pure: no clock,
+no I/O.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from datetime import datetime, timedelta, timezone
 
 from .calls import outcome_of
 from .directory import Directory
+from .numbers import canonical
 from .records import CallRecord, Stint, StintEnd
 
 MATCH_SECONDS = 3.0            # a stint seen over AMI and one in queue_log are the same visit
@@ -148,7 +151,7 @@ class QueueLogCalls:
                     s.end, s.closed = StintEnd.ABANDONED, True
                     s.hold = max(0, int((line.at - s.entered_at).total_seconds()))
             if len(d) > 1 and d[1] and not call.caller_num:
-                call.caller_num = d[1]
+                call.caller_num = canonical(d[1])
             call.stints.append(QueueStint(q, line.at))
         elif e in _REFUSED:
             call.stints.append(QueueStint(q, line.at, StintEnd.NO_AGENT, 0, closed=True))

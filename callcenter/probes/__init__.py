@@ -14,6 +14,7 @@ The report section is reports/probes.py; `callcenter probe` places one now (cli_
 """
 from __future__ import annotations
 
+from ..domain.numbers import canonical
 from .plan import ProbeRecogniser
 from .prober import Prober
 
@@ -21,7 +22,8 @@ from .prober import Prober
 def recogniser_for(settings) -> ProbeRecogniser:
     contexts = [c for p in settings.pbxes for c in p.hotline_contexts] or ["hotline"]
     cfg = settings.probes
-    return ProbeRecogniser([cfg.caller_id] if cfg.caller_id else [], cfg.context, contexts)
+    # events carry canonical caller numbers (callcenter/domain/numbers.py): a +86 caller id too
+    return ProbeRecogniser([canonical(cfg.caller_id)] if cfg.caller_id else [], cfg.context, contexts)
 
 
 def attach(app, schedule: bool = True) -> None:

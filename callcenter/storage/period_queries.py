@@ -22,7 +22,7 @@ from sqlalchemy import and_, case, false, func, not_, or_, select
 
 from ..domain.metrics import MetricSettings, micros_below
 from . import tables as t
-from .report_queries import HoursProfiles, call_figures, case_counts, open_intervals, task_groups
+from .report_queries import HoursProfiles, agent_wrapups, call_figures, case_counts, open_intervals, task_groups
 
 MARGIN_DAYS = 2          # business hours known this far around the range (stints entered after midnight)
 
@@ -35,16 +35,27 @@ def bounds(first: date, last: date, tz) -> tuple[datetime, datetime]:
 async def period_inputs(store, settings, calendar, first: date, last: date, now: datetime,
                         ms: MetricSettings) -> dict:
     """The counts of the days first..last (local dates), read (never written) from the store:
-    {"figures": DailyFigures, "task_groups": ..., "case_counts": ..., "sessions", "observed"}."""
+    {"figures": DailyFigures, "task_groups": ..., "case_counts": ..., "sessions", "observed",
+    "agent_wrapups": agent -> (due, in time), "agent_time": agent -> (login, pause)}; the agents'
+    figures as `daily_report_inputs` reads a day's, over the whole period (up to `now` while it
+    runs)."""
     from ..checkpointer import stale_after
+    from ..domain.coverage_figures import agent_day_time
     from .checkpoints import coverage_facts
     start, end = bounds(first, last, calendar.tz)
-    figures, tasks, cases, (sessions, observed) = await asyncio.gather(      # independent reads, at once
+
+    async def sessions_and_time():
+        # the agents' times worked out as soon as the sessions are in, while the call counts are
+        # still being read (the database works on in its own threads)
+        sessions, observed = await coverage_facts(store, start, end, now,
+                                                  stale_after(settings.instance.checkpoint_seconds))
+        return sessions, observed, agent_day_time(sessions, start, min(end, max(now, start)))
+    figures, tasks, cases, wrapups, (sessions, observed, times) = await asyncio.gather(   # independent reads, at once
         call_figures(store, settings, calendar, start, end, ms), task_groups(store, start, end, now),
         case_counts(store, start, end, now),
-        coverage_facts(store, start, end, now, stale_after(settings.instance.checkpoint_seconds)))
+        agent_wrapups(store, store.dialect, start, end, now, settings.cases.wrapup_minutes), sessions_and_time())
     return {"figures": figures, "task_groups": tasks, "case_counts": cases, "sessions": sessions,
-            "observed": observed}
+            "observed": observed, "agent_wrapups": wrapups, "agent_time": times}
 
 
 # --- the trend: one grouped query per figure ------------------------------------------------------

@@ -1,5 +1,6 @@
 """Lost calls for the head dashboard (``GET /api/lost-calls`` and its CSV export) and a caller's
-history for the ringing panel (``GET /api/callers/{number}/history``).
+history for the ringing panel (``GET /api/callers/{number}/history``; the number in canonical
+form, callcenter/domain/numbers.py, so +8613800000001 is 13800000001's history).
 
 A lost call is a call of the day that ended unanswered (abandoned in a queue, timed out, no agent,
 hung up in the IVR, after hours; short abandons flagged), as the follow-up decides it
@@ -24,7 +25,7 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 from sqlalchemy import and_, select
 
-from ..domain import access, validation
+from ..domain import access, numbers, validation
 from ..domain import tasks as rules
 from ..domain.records import StintEnd
 from ..followup.service import policy_from
@@ -212,7 +213,7 @@ async def caller_history(request: web.Request) -> web.Response:
     app_obj = request.app[APP]
     who = identity(request)
     try:
-        number = validation.phone_number(request.match_info["number"])
+        number = validation.phone_number(numbers.canonical(validation.phone_number(request.match_info["number"])))
     except validation.InvalidValue as exc:
         raise ApiError(400, "invalid_parameter", f"number: {exc}", parameter="number", field="number") from None
     q = models.query(HistoryQuery, request.query)

@@ -1,7 +1,8 @@
 """Request models: every body and query string the API accepts, as pydantic v2 models.
 
 Values are checked with the shared rules of callcenter/domain/validation.py (phone numbers,
-identifiers, one-line text, notes); unknown fields are refused, enums are enums, dates lie in
+identifiers, one-line text, notes; a caller's number then put in canonical form,
+callcenter/domain/numbers.py); unknown fields are refused, enums are enums, dates lie in
 2000-01-01..2099-12-31. `body(Model, data)` and `query(Model, request.query)` turn the first
 problem into an `ApiError` 400 naming the field: ``{"error": code, "message": "field: problem",
 "field": name}`` (query strings also carry ``"parameter"``). A model's own rule may raise
@@ -19,7 +20,7 @@ from multidict import MultiMapping
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
-from ..domain import validation
+from ..domain import numbers, validation
 from ..domain.cases import CaseStatus, Disposition
 from .errors import ApiError
 
@@ -76,12 +77,23 @@ def _enum(values: tuple[str, ...], code: str = "invalid"):
     return BeforeValidator(run)
 
 
-def _caller_or_empty(value):
-    return "" if value == "" else validation.phone_number(value)
+def _caller(value, in_query: bool = False):
+    """A caller's number: checked as any phone number, then in canonical form (numbers.py), as the
+    PBX adapters store it: +8613800000001 and 008613800000001 find 13800000001's calls, cases and
+    tasks. In a query string an unencoded leading + arrives as a space (form encoding): read as +."""
+    if in_query and isinstance(value, str) and value[:1] == " " and value[1:2].isdigit():
+        value = "+" + value[1:]
+    return validation.phone_number(numbers.canonical(validation.phone_number(value)))
+
+
+def _caller_or_empty(value, in_query: bool = False):
+    return "" if value == "" else _caller(value, in_query)
 
 
 Phone = Annotated[str, _rule(validation.phone_number)]
-OptionalPhone = Annotated[str, _rule(_caller_or_empty)]      # empty: a withheld number
+Caller = Annotated[str, _rule(_caller)]                     # a caller's number (a body field)
+CallerQuery = Annotated[str, _rule(_caller, in_query=True)]   # a caller's number (a query parameter)
+OptionalCaller = Annotated[str, _rule(_caller_or_empty, in_query=True)]    # empty: a withheld number
 Ident = Annotated[str, _rule(validation.identifier)]
 NullableIdent = Annotated[str | None, _rule(lambda v: None if v is None else validation.identifier(v))]
 Line = Annotated[str, _rule(validation.single_line, 200)]
@@ -120,7 +132,7 @@ class TaskList(DayQuery):
     status: Annotated[str, _enum(("open", "closed"))] = None
     department: Ident = None
     assignee: Ident = None                # an agent id, or "pool"
-    caller: Phone = None
+    caller: CallerQuery = None
     overdue: Annotated[str, _enum(("true", "false"))] = None
     limit: Limit = None
 
@@ -129,12 +141,12 @@ class CaseList(DayQuery):
     status: Annotated[str, _enum(tuple(s.value for s in CaseStatus))] = None
     department: Ident = None
     owner: Ident = None
-    caller: Phone = None
+    caller: CallerQuery = None
     limit: Limit = None
 
 
 class RouteQuery(Model):
-    caller: OptionalPhone = ""
+    caller: OptionalCaller = ""
     hotline: Phone = None
     department: Ident = None
     pbx: Ident = None
@@ -201,7 +213,7 @@ class Empty(Model):
 
 
 class CallbackRequest(Model):
-    caller: Phone
+    caller: Caller
     hotline: Phone = None
     department: Ident = None
     pbx: Ident = None

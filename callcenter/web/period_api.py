@@ -7,8 +7,10 @@ reports/render_period.py and served with the daily report's content types and he
 
 Scoping as /api/reports/daily (callcenter/web/reports_api.py): a head gets the departments they
 answer for (one with ``department=``), in the department list and in the ranking (their ranks
-among all departments kept); the totals are those of the whole hotline and ``scope`` says so
-(the HTML, XLSX and CSV leave the 合计 row out for a head).
+among all departments kept), and the posts and agents of those departments (an agent's
+department is that of its first post, as in the daily report; agents on no post are the
+office's only); the totals are those of the whole hotline and ``scope`` says so (the HTML, XLSX
+and CSV leave the 合计 row out for a head).
 """
 from __future__ import annotations
 
@@ -39,10 +41,13 @@ def for_departments(report: dict, departments: list[str | None]) -> dict:
     if None in departments:
         return report
     keep = set(departments)
-    return {**report, "scope": sorted(keep),
-            "departments": [d for d in report["departments"] if d["department"] in keep],
-            "ranking": [r for r in report["ranking"] if r["department"] in keep],
-            "posts": [p for p in report["posts"] if p.get("department") in keep], "unmapped_queues": []}
+    out = {**report, "scope": sorted(keep),
+           "departments": [d for d in report["departments"] if d["department"] in keep],
+           "ranking": [r for r in report["ranking"] if r["department"] in keep],
+           "posts": [p for p in report["posts"] if p.get("department") in keep], "unmapped_queues": []}
+    if report.get("agents") is not None:
+        out["agents"] = [a for a in report["agents"] if a.get("department") in keep]
+    return out
 
 
 async def period_report(request: web.Request) -> web.Response:

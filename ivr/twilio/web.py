@@ -18,6 +18,8 @@ trust models apart (and the proxy can expose only the webhooks to the Internet).
 Every request must carry a valid X-Twilio-Signature over `ivr.twilio.public_url` + the path and
 query as received, and the form: else 403 and a log line (numbers masked). Every value that
 enters is checked (CallSid, numbers, digits, durations, states); a bad one gets 400, no traceback.
+The caller's number (`From`) enters in canonical domestic form (callcenter/domain/numbers.py);
+the dialled hotline (`To`) stays E.164, as the configuration names it.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from aiohttp import web
 from twilio.request_validator import RequestValidator
 
 from callcenter.domain import ivr_flow as f
+from callcenter.domain.numbers import canonical
 from callcenter.domain.validation import InvalidValue, identifier, mask_numbers, phone_number
 from .calls import TwilioIvr
 
@@ -65,9 +68,11 @@ def _number(params: dict, key: str) -> str:
 
 
 def _caller(params: dict) -> str:
-    """The caller's number when it is one ('anonymous', a client: identity or garbage: "")."""
+    """The caller's number when it is one ('anonymous', a client: identity or garbage: ""), in
+    canonical form (callcenter/domain/numbers.py): Twilio's +8613800000001 is the 13800000001 an
+    Asterisk PBX reports, so owner routing, tasks and cases see one caller."""
     try:
-        return phone_number(params.get("From", ""))
+        return phone_number(canonical(params.get("From", "")))
     except InvalidValue:
         return ""
 

@@ -6,10 +6,11 @@ not split, colours kept).
 
 Data: the served test reads the rig's database (the real traces of Monday 23 November); the print
 test renders the month of the story of tests/test_report_period.py (October 2026, two ranked
-departments, every rate missing its target).
+departments, every rate missing its target, the agents' rows summed over the month).
 """
 from __future__ import annotations
 
+import re
 from datetime import date
 
 from callcenter.storage.store import Store
@@ -35,6 +36,8 @@ async def test_the_served_period_report_renders_under_its_policy(rig, page):
     assert await page.locator("svg line.target").count() == 4            # two targets, each in the legend too
     assert await page.locator("h2:text-is('部门排名')").is_visible()
     assert await page.locator("tr.total td:text-is('合计')").first.is_visible()
+    agent = page.locator("section.agents tbody tr", has_text="张伟（1001）").locator("td")   # answered the traces' calls
+    assert int(await agent.nth(2).inner_text()) >= 1 and re.fullmatch(r"\d+:\d\d:\d\d", await agent.nth(5).inner_text())
     assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     assert problems == [] and page.errors == []
 
@@ -55,8 +58,12 @@ async def test_the_period_report_prints_on_a4(browser, settings, tmp_path):
     problems = watch_console(page)
     try:
         await page.set_content(render_period_html(report), wait_until="load")
-        for text in ("目标", "图表", "部门排名", "按部门", "按队列", "说明"):
+        for text in ("目标", "图表", "部门排名", "按部门", "按队列", "按坐席", "说明"):
             assert await page.locator(f"h2:text-is('{text}')").is_visible(), text
+        agents = page.locator("section.agents tbody tr")
+        assert await agents.count() == 16
+        first = agents.first.locator("td")
+        assert [await first.nth(i).inner_text() for i in (0, 2, 5, 9)] == ["张伟（1001）", "4", "86:30:00", "66.7%"]
         assert await page.locator("svg text.value.miss").count() == 4   # 75 % and 66.7 %, 75 % and 0 %: all missed
         first = page.locator("table.ranking tbody tr").first
         assert await first.locator("td").nth(1).inner_text() == "区市场监管局"

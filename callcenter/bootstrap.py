@@ -159,7 +159,9 @@ def build(settings: Settings, db_url: str, clock=None, live: bool = False, queue
                   gap_fallback=coverage.fallback_for)
     followup = FollowUp(store, settings, calendar, clock, available=agent_available(service), owner_of=cases.owner_of,
                         owners_of=cases.owners_of)
-    callbacks = Callbacks(followup, service.clients, settings)
+    from ivr import twilio as ivr_twilio
+    # AMI PBXes: Originate over their clients; the Twilio PBX: REST calls.create (ivr/twilio/dialout.py)
+    callbacks = Callbacks(followup, service.clients, settings, dialers=ivr_twilio.dialers(settings))
     after_commit = AfterCommit(store, [cases, followup], settings.pipeline, clock, callbacks)
     service.on_calls_committed(after_commit.on_calls_committed)
     contexts = {"*": frozenset({settings.followup.callback.context})}
@@ -205,7 +207,6 @@ def build(settings: Settings, db_url: str, clock=None, live: bool = False, queue
     from .probes import attach as attach_probes; attach_probes(app, schedule=live)   # hotline probes (issue 13; before the IVR server)  # noqa: E702
     if live and ivr_server.configured(settings):      # `serve` with an `ivr.fastagi` section: the callers' IVR
         ivr_server.attach(app)
-    from ivr import twilio as ivr_twilio
     if live and ivr_twilio.configured(settings):      # `ivr.twilio.enabled`: Twilio Voice's webhooks (issue 12)
         ivr_twilio.attach(app)
     if live:                                          # `serve`: the daily reports archived and delivered (issue 13)

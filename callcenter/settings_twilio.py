@@ -9,6 +9,7 @@ What an operator writes (docs/operations.md "Connecting Twilio Voice"):
         enabled: true
         public_url: https://hotline.example.gov.cn      # what Twilio calls (the reverse proxy's address)
         auth_token: ${TWILIO_AUTH_TOKEN}                # checks X-Twilio-Signature; never logged
+        account_sid: ${TWILIO_ACCOUNT_SID}              # callbacks: the REST API's account (ivr/twilio/dialout.py)
         pbx: twilio                                     # the PBX id of calls over Twilio
         path_prefix: /twilio
         port: 8081                                      # the webhook listener (behind the proxy)
@@ -38,6 +39,7 @@ CONTEXT = "twilio"                       # the "dialplan context" of Twilio hotl
 PUBLIC_URL = re.compile(r"https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~\-/]*)?")
 PREFIX = re.compile(r"(/[A-Za-z0-9._\-]+)+")
 CLIENT = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+ACCOUNT_SID = re.compile(r"AC[0-9a-f]{32}")
 SIP = re.compile(r"sip:[A-Za-z0-9_.+\-]+@[A-Za-z0-9.\-]+(:[0-9]{1,5})?")
 
 
@@ -58,6 +60,9 @@ class TwilioVoiceSettings(Strict):
     enabled: bool = False
     public_url: str = ""                 # scheme://host[:port][/path] Twilio requests (no trailing /)
     auth_token: SecretStr = SecretStr("")
+    account_sid: str = ""                # callbacks over Twilio (REST calls.create); empty: no callbacks
+    api_url: str = "https://api.twilio.com"   # the REST API's origin (a regional edge, or a local test server)
+    api_timeout: float = Field(10.0, gt=0, le=60)   # seconds one REST request may take
     pbx: str = "twilio"                  # the PBX id of these calls (known to the directory when enabled)
     path_prefix: str = "/twilio"
     host: str = "127.0.0.1"              # the webhook listener (put the reverse proxy in front)
@@ -102,6 +107,12 @@ def check_twilio(settings: "Settings") -> None:
                          "(the address Twilio requests; no trailing slash, no query)")
     if not tw.auth_token.get_secret_value():
         raise ValueError(f"{where}.auth_token: empty; set it to ${{TWILIO_AUTH_TOKEN}} (the account's auth token)")
+    if tw.account_sid and not ACCOUNT_SID.fullmatch(tw.account_sid):
+        raise ValueError(f"{where}.account_sid: expected AC followed by 32 hex digits (the account's SID), "
+                         "e.g. ${TWILIO_ACCOUNT_SID}")
+    if not PUBLIC_URL.fullmatch(tw.api_url) or tw.api_url.endswith("/"):
+        raise ValueError(f"{where}.api_url: {tw.api_url!r} is not a URL like https://api.twilio.com "
+                         "(no trailing slash, no query)")
     try:
         identifier(tw.pbx, "a PBX id")
     except InvalidValue as exc:

@@ -12,6 +12,14 @@ start-up) marks it expired so a new callback may start.
 `record` stores attempt results recognised from PBX events (callcenter/domain/callbacks.py) and
 moves the task on: an answered callback closes it; a caller who does not answer counts an
 attempt and schedules the next one within business hours.
+
+A PBX that is not dialled by AMI Originate has a dialer (`dialers`: pbx id -> dialer; Twilio's is
+ivr/twilio/dialout.py). A dialer's `unready()` says what it lacks (a 503) or None; its
+`prepare(key, agent, number, department)` checks every value and returns the order
+(InvalidValue, `code` "invalid_number" or not: nothing recorded, nothing dialled); `dial(order)` places
+the call and raises `DialRefused` (not placed: the attempt fails) or `DialUnconfirmed` (sent,
+answer lost: the attempt stays pending, as an unconfirmed Originate). Its results come back
+through `record` as `AttemptResult`s under the same key.
 """
 from __future__ import annotations
 
@@ -30,6 +38,14 @@ from .service import FollowUp, TaskError
 log = logging.getLogger(__name__)
 
 
+class DialRefused(Exception):
+    """A dialer's call was not placed (refused, or the PBX never reached): no call rings."""
+
+
+class DialUnconfirmed(Exception):
+    """A dialer's request was sent but its answer was lost: the call may be ringing."""
+
+
 def _check_dialable(number: str, fields: dict) -> None:
     """The stored number is dialled only if it is a phone number, and every Originate field must
     fit on its AMI line (the AMI client checks once more before writing)."""
@@ -45,12 +61,13 @@ def _check_dialable(number: str, fields: dict) -> None:
 
 
 class Callbacks:
-    def __init__(self, followup: FollowUp, clients: dict, settings, catch_up=None):
+    def __init__(self, followup: FollowUp, clients: dict, settings, catch_up=None, dialers: dict | None = None):
         self.followup = followup
         self.catch_up = catch_up    # if set, awaited before results are recorded (the after-commit pass
                                     # records them itself, after the calls committed before them)
         self.store = followup.store
         self.clients = clients                 # pbx id -> AmiClient (the service's)
+        self.dialers = dialers if dialers is not None else {}   # pbx id -> a dialer (not AMI: Twilio)
         self.settings = settings
         self.cfg = settings.followup.callback
         self.interfaces = {a.id: a.interfaces for a in settings.agents}
@@ -85,10 +102,12 @@ class Callbacks:
             raise TaskError(f"the next callback attempt is due at {due} (retry spacing "
                             f"{policy.retry_spacing_minutes:g} business minutes)", 409, "retry_not_due")
         pbx = self._pbx_of(task)
+        key = f"{KEY_PREFIX}{task_id}-{len(task['callbacks']) + 1}"
+        if pbx in self.dialers:
+            return await self._dial(self.dialers[pbx], task, key, pbx, agent)
         client = self.clients.get(pbx)
         if client is None or not client.connected.is_set():
             raise TaskError(f"PBX {pbx} is not connected", 503)
-        key = f"{KEY_PREFIX}{task_id}-{len(task['callbacks']) + 1}"
         now = self.followup.clock.now()
         hotline = next((h for h in self.hotlines.get(task["department"], [])       # the task's PBX's hotline
                         if getattr(h, "pbx", "*") in ("*", pbx)), (self.hotlines.get(task["department"]) or [""])[0])
@@ -112,6 +131,31 @@ class Callbacks:
             # sent, but the answer was lost (link down, timeout): it may be ringing. The attempt
             # stays pending until the PBX's OriginateResponse settles it; it is never re-sent.
             log.warning("callback %s: Originate sent but unconfirmed: %s", key, exc)
+        return next(c for c in (await self.followup.get(task_id))["callbacks"] if c["key"] == key)
+
+    async def _dial(self, dialer, task: dict, key: str, pbx: str, agent: str) -> dict:
+        """The callback over a dialer (a PBX not dialled by Originate): the order checked, the
+        attempt claimed, then one request; never re-sent."""
+        task_id, now = task["id"], self.followup.clock.now()
+        missing = dialer.unready()
+        if missing:
+            raise TaskError(f"PBX {pbx} cannot place callbacks: {missing}", 503, "pbx_not_ready")
+        try:
+            order = dialer.prepare(key, agent, task["caller_num"], task["department"])
+        except InvalidValue as exc:
+            code = getattr(exc, "code", None) or "invalid_field"
+            raise TaskError(f"the callback cannot be placed over PBX {pbx}: {mask_numbers(str(exc))}",
+                            409 if code == "invalid_number" else 400, code) from None
+        await self._claim_attempt(task_id, key, pbx, agent, task["caller_num"], now)
+        try:
+            await dialer.dial(order)
+        except DialRefused as exc:
+            log.warning("callback %s: not placed over %s: %s", key, pbx, mask_numbers(str(exc)))
+            await self._finish(key, "failed", "", None, now, None)
+            raise TaskError(f"PBX {pbx} did not place the callback: {mask_numbers(str(exc))}", 502,
+                            "callback_not_placed") from None
+        except DialUnconfirmed as exc:
+            log.warning("callback %s: sent to %s but unconfirmed: %s", key, pbx, mask_numbers(str(exc)))
         return next(c for c in (await self.followup.get(task_id))["callbacks"] if c["key"] == key)
 
     def _pbx_of(self, task: dict) -> str:

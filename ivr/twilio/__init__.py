@@ -7,6 +7,8 @@
   callcenter/domain/events.py (the same CallTracker builds the call record as from AMI).
 - `ivr.twilio.calls`: `TwilioIvr`, one call's webhooks (mirrors ivr/agi_session.py).
 - `ivr.twilio.web`: the aiohttp routes, X-Twilio-Signature checks, input checks, the listener.
+- `ivr.twilio.dialout`: callbacks over Twilio (REST calls.create: the agent, then the caller), the
+  Twilio PBX's dialer for callcenter/followup/callbacks.py; their results come back on the webhooks.
 
 Configuration: `ivr.twilio` (callcenter/settings_twilio.py); operations: docs/operations.md
 "Connecting Twilio Voice".
@@ -18,6 +20,15 @@ def configured(settings) -> bool:
     """True when `ivr.twilio.enabled` (then `serve` runs the webhook listener)."""
     ivr = getattr(settings, "ivr", None)
     return ivr is not None and ivr.twilio.enabled
+
+
+def dialers(settings) -> dict:
+    """The Twilio PBX's callback dialer (pbx id -> TwilioDialer) when `ivr.twilio.enabled`, else
+    none; built without I/O (the REST client is made on the first callback)."""
+    if not configured(settings):
+        return {}
+    from .dialout import TwilioDialer
+    return {settings.ivr.twilio.pbx: TwilioDialer(settings)}
 
 
 def attach(app, on_finished=None, host: str | None = None, port: int | None = None):

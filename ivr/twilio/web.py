@@ -14,6 +14,12 @@ trust models apart (and the proxy can expose only the webhooks to the Internet).
     POST /twilio/agent    an agent's leg (voice URL of the agent's client/number): <Dial><Queue>
     POST /twilio/bridge   the Queue noun's url: the caller is about to be bridged  ?agent=&queue=
     POST /twilio/status   the number's status callback (CallStatus: completed, no-answer, ...)
+    POST /twilio/callback/dial    a callback's Dial action: the caller's leg (DialCallStatus)  ?key=
+    POST /twilio/callback/status  a callback's status callback: the agent's leg (CallStatus)  ?key=
+
+The two callback routes (ivr/twilio/dialout.py) hand the attempt's result, keyed by the attempt's
+idempotency key, to the after-commit pass that records AMI callback results
+(`AfterCommit.add_callback_results` -> `Callbacks.record`).
 
 Every request must carry a valid X-Twilio-Signature over `ivr.twilio.public_url` + the path and
 query as received, and the form: else 403 and a log line (numbers masked). Every value that
@@ -33,7 +39,9 @@ from twilio.request_validator import RequestValidator
 from callcenter.domain import ivr_flow as f
 from callcenter.domain.numbers import canonical
 from callcenter.domain.validation import InvalidValue, identifier, mask_numbers, phone_number
+from . import twiml
 from .calls import TwilioIvr
+from .dialout import CALLER_RESULTS, TwilioDialer, attempt_key
 
 log = logging.getLogger(__name__)
 CALL_SID = re.compile(r"CA[0-9a-f]{32}")
@@ -118,11 +126,14 @@ class Webhooks:
         conf = ivr.conf
         self.public_url = conf.public_url
         self.validator = RequestValidator(conf.auth_token.get_secret_value())
+        dialers = getattr(getattr(ivr.app, "callbacks", None), "dialers", None) or {}
+        self.dialer = dialers.get(conf.pbx) or TwilioDialer(ivr.app.settings)    # reads results only
 
     def routes(self, prefix: str) -> list:
         names = {"voice": self.voice, "gather": self.gather, "record": self.record, "queue": self.queue,
                  "wait": self.wait, "dial": self.dial, "agent": self.agent, "bridge": self.bridge,
-                 "status": self.status}
+                 "status": self.status, "callback/dial": self.callback_dial,
+                 "callback/status": self.callback_status}
         return [web.post(f"{prefix}/{name}", self._checked(handler)) for name, handler in names.items()]
 
     def _checked(self, handler):
@@ -202,6 +213,32 @@ class Webhooks:
 
     async def status(self, request, p) -> str:
         return self.ivr.status(_sid(p), _choice(p, "CallStatus", CALL_STATUSES))
+
+    # --- callbacks (ivr/twilio/dialout.py): the attempt's key in the signed URL ---
+
+    async def callback_dial(self, request, p) -> str:
+        key = attempt_key(request.query.get("key"))
+        status = _choice(p, "DialCallStatus", DIAL_STATUSES)
+        result = self.dialer.dial_result(key, _sid(p), status, _seconds(p, "DialCallDuration"),
+                                         self.ivr.app.clock.now())
+        await self._attempt(result)
+        gone = _choice(p, "CallStatus", CALL_STATUSES, "in-progress") != "in-progress"     # the agent hung up
+        if gone or CALLER_RESULTS[status] == "answered":
+            return twiml.empty()
+        return twiml.text("对方未接通，本次回拨已记录。")        # the agent hears why the call ends
+
+    async def callback_status(self, request, p) -> str:
+        key = attempt_key(request.query.get("key"))
+        await self._attempt(self.dialer.status_result(key, _sid(p), _choice(p, "CallStatus", CALL_STATUSES),
+                                                      self.ivr.app.clock.now()))
+        return twiml.empty()
+
+    async def _attempt(self, result) -> None:
+        if result is None:
+            return
+        log.info("Twilio callback %s: %s%s", result.key, result.result,
+                 f" ({result.failed_leg} leg)" if result.failed_leg else "")
+        await self.ivr.app.after_commit.add_callback_results([result])
 
 
 def web_app(app, on_finished=None) -> web.Application:

@@ -5,7 +5,10 @@ At the service level, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+from contextlib import asynccontextmanager
 from datetime import timedelta
+
+import pytest
 
 from callcenter.ami.client import Endpoint
 from callcenter.ami.server import AmiServer
@@ -163,3 +166,52 @@ async def test_a_stale_version_over_http_is_409_and_the_current_one_wins(setting
     finally:
         await client.close()
         await app.store.close()
+
+
+async def test_a_first_disposition_that_read_the_call_before_another_committed_loses(settings, postgres_url):
+    """The interleaving behind a failure of the race above on PostgreSQL, forced: A reads the
+    call's links (no disposition yet), B disposes of the call and commits, then A reads the case
+    at B's version. A must not record a second first disposition: 409 `already_disposed`, the
+    case as B left it. (SQLite's writers take turns, so this interleaving cannot happen there.)"""
+    app, case, _, _ = await _app(settings, postgres_url)
+    store, original = app.store, app.store.begin
+    links_read, b_committed = asyncio.Event(), asyncio.Event()
+    calls = []
+
+    class PausedAfterFirstRead:
+        def __init__(self, conn):
+            self.conn, self.statements = conn, 0
+
+        def __getattr__(self, name):
+            return getattr(self.conn, name)
+
+        async def execute(self, *args, **kwargs):
+            result = await self.conn.execute(*args, **kwargs)
+            self.statements += 1
+            if self.statements == 1:                        # the call's links: now B runs whole
+                links_read.set()
+                await b_committed.wait()
+            return result
+
+    @asynccontextmanager
+    async def begin(report: bool = True):
+        calls.append(1)
+        async with original(report) as conn:
+            yield PausedAfterFirstRead(conn) if len(calls) == 1 else conn
+    store.begin = begin
+    try:
+        a = asyncio.create_task(app.cases.dispose("pbx1", "a1", "1005", "follow_up_simple"))
+        await asyncio.wait_for(links_read.wait(), 10)
+        b = await app.cases.dispose("pbx1", "a1", "1005", "knowledge_gap")
+        b_committed.set()
+        with pytest.raises(TaskError) as lost:
+            await a
+        assert (lost.value.status, lost.value.code) == (409, "already_disposed")
+        assert lost.value.current["version"] == b["version"]
+        case = await app.cases.get(case["id"])
+        assert case["disposition"] == "knowledge_gap" and case["version"] == b["version"]
+        assert [h["kind"] for h in case["history"]].count("disposition") == 1
+        _chain(case)
+    finally:
+        store.begin = original
+        await store.close()

@@ -43,6 +43,7 @@ import multiprocessing
 import os
 import random
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -404,6 +405,7 @@ async def run(args) -> dict:
         if args.db == "postgresql":
             from common import pg_drop
             await asyncio.get_running_loop().run_in_executor(None, pg_drop, admin_url, "bench_panel")
+        shutil.rmtree(tmp, ignore_errors=True)                  # the SQLite file: this run's own
     record = result["record"]
     delays = [r[1] * 1000 for r in record if r[1] is not None]
     by_type: dict[str, list[float]] = {}

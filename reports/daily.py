@@ -70,27 +70,11 @@ def build(day: date, records: list[CallRecord], settings: Settings,
                                 settings.reports.lost_calls_per_department)
     start, end = day_bounds(day, tz)
     by_task = task_groups if task_groups is not None else task_figures(tasks or [], start, end, now or end)
-    keys = {(pbx, queue): figures.queue_department[(pbx, queue)] for pbx, queue in figures.queues}
-    for pbx, queue, department in by_task:
-        keys.setdefault((pbx, queue or f"department:{department}"), department)
     goal = daily_notes.targets(settings)
-    queues = []
-    by_department: dict[str, tuple[Figures, TaskFigures]] = {}
-    all_tasks = TaskFigures()
-    for (pbx, queue), department in sorted(keys.items()):
-        f = figures.queues.get((pbx, queue), Figures())
-        tf = TaskFigures()
-        for (t_pbx, t_queue, t_dept), value in by_task.items():
-            if t_pbx == pbx and (t_queue or f"department:{t_dept}") == queue:
-                tf.add(value)
-        all_tasks.add(tf)
-        queues.append(_checked({"queue": queue, "pbx": pbx, "department": department,
-                                "department_name": directory.department_names.get(department),
-                                **f.as_dict(ms), **tf.as_dict()}, goal))
-        if department is not None:
-            dept_f, dept_t = by_department.setdefault(department, (Figures(), TaskFigures()))
-            dept_f.add(f)
-            dept_t.add(tf)
+    rows, by_department, all_tasks = queue_figures(figures, by_task)
+    queues = [checked({"queue": queue, "pbx": pbx, "department": department,
+                        "department_name": directory.department_names.get(department),
+                        **f.as_dict(ms), **tf.as_dict()}, goal) for pbx, queue, department, f, tf in rows]
     if case_counts is not None:
         counts = {d: dict(c) for d, c in case_counts.items()}
         by_case = finish_case_figures(counts, pending_wrapups or {}, settings.cases.escalation_target)
@@ -108,7 +92,7 @@ def build(day: date, records: list[CallRecord], settings: Settings,
     no_posts = coverage.NO_POSTS if posts is not None else {}
     all_posts = coverage.department_figures([{**p, "department": ""} for p in posts]).get("", no_posts) \
         if posts else no_posts
-    departments = [_checked({"department": d, "name": directory.department_names.get(d, d), **f.as_dict(ms),
+    departments = [checked({"department": d, "name": directory.department_names.get(d, d), **f.as_dict(ms),
                              **tf.as_dict(), **by_case.get(d, no_cases), **by_post.get(d, no_posts)}, goal)
                    for d, (f, tf) in sorted(by_department.items())]
     in_progress = now is not None and now < end
@@ -125,8 +109,8 @@ def build(day: date, records: list[CallRecord], settings: Settings,
         "departments": departments,
         "queues": queues,
         "unmapped_queues": [q["queue"] for q in queues if q["department"] is None],
-        "totals": _checked({**figures.totals.as_dict(ms), **all_tasks.as_dict(), **all_cases, **all_posts}, goal),
-        "agents": _agents(settings, figures, agent_wrapups, agent_time),
+        "totals": checked({**figures.totals.as_dict(ms), **all_tasks.as_dict(), **all_cases, **all_posts}, goal),
+        "agents": agent_rows(settings, figures, agent_wrapups, agent_time),
         "lost_calls": _lost_calls(figures, directory, tz, lost_tasks, now or end, ms),
         **({"posts": posts} if posts is not None else {}),
     }
@@ -134,12 +118,37 @@ def build(day: date, records: list[CallRecord], settings: Settings,
     return report
 
 
-def _checked(entry: dict, goal: dict) -> dict:
+def queue_figures(figures, task_groups: dict) -> tuple[list[tuple], dict[str, tuple[Figures, TaskFigures]], TaskFigures]:
+    """The report's queue rows, (pbx, queue, department, Figures, TaskFigures) in order: every
+    queue with calls or follow-up tasks (a task with no queue on its department's row,
+    "department:ID"), each task group counted on its queue's row; with each department's sums
+    (department -> (Figures, TaskFigures)) and the tasks of all rows. The daily report and the
+    period roll-ups (reports/period.py) both key their rows so."""
+    keys = {(pbx, queue): figures.queue_department[(pbx, queue)] for pbx, queue in figures.queues}
+    for pbx, queue, department in task_groups:
+        keys.setdefault((pbx, queue or f"department:{department}"), department)
+    rows, by_department, all_tasks = [], {}, TaskFigures()
+    for (pbx, queue), department in sorted(keys.items()):
+        f = figures.queues.get((pbx, queue), Figures())
+        tf = TaskFigures()
+        for (t_pbx, t_queue, t_dept), value in task_groups.items():
+            if t_pbx == pbx and (t_queue or f"department:{t_dept}") == queue:
+                tf.add(value)
+        all_tasks.add(tf)
+        rows.append((pbx, queue, department, f, tf))
+        if department is not None:
+            dept_f, dept_t = by_department.setdefault(department, (Figures(), TaskFigures()))
+            dept_f.add(f)
+            dept_t.add(tf)
+    return rows, by_department, all_tasks
+
+
+def checked(entry: dict, goal: dict) -> dict:
     entry["checks"] = daily_notes.checks(entry, goal)
     return entry
 
 
-def _agents(settings: Settings, figures: DailyFigures, wrapups: dict | None, times: dict | None) -> list[dict]:
+def agent_rows(settings: Settings, figures: DailyFigures, wrapups: dict | None, times: dict | None) -> list[dict]:
     """One entry per configured agent and per agent met in the day's figures."""
     names = {a.id: a.name for a in settings.agents}
     department = {}

@@ -14,9 +14,7 @@ deliver``).
 """
 from __future__ import annotations
 
-import asyncio
 import logging
-import smtplib
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -248,19 +246,11 @@ class Deliverer:
 
 async def send_email(smtp, recipient: str, subject: str, body: str, report: Archived) -> None:
     """`smtp`: the configured e-mail channel (callcenter/notify/channels.py `SmtpEmail`); its
-    message, with the report attached, sent in the loop's thread executor."""
+    message, with the report attached, sent by it."""
     msg = smtp.message(recipient, subject, body)
     maintype, subtype = report.media_type.split("/")
     msg.add_attachment(report.content, maintype=maintype, subtype=subtype, filename=report.filename())
-
-    def send() -> None:
-        with smtplib.SMTP(smtp.host, smtp.port, timeout=smtp.timeout) as conn:
-            if smtp.starttls:
-                conn.starttls()
-            if smtp.username:
-                conn.login(smtp.username, smtp.password)
-            conn.send_message(msg)
-    await asyncio.get_running_loop().run_in_executor(None, send)
+    await smtp.send_message(msg)
     log.info("report e-mail to %s: %s (%s, %d bytes)", recipient, subject, report.filename(), len(report.content))
 
 

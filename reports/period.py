@@ -9,7 +9,7 @@ out day by day over the stored agent sessions and summed, so a login or pause th
 period's edge (or midnight, or the lunch break) counts only its part inside the business windows
 of the period. The targets and the pass/miss checks of each entry are the daily report's
 (reports/daily_notes.py); each department lists its queues' rows (the figures the roll-up sums
-anyway). Per agent, the daily report's entries (reports/daily.py `_agents`) over the whole
+anyway). Per agent, the daily report's entries (reports/daily.py `agent_rows`) over the whole
 period: answers and talk time of its calls, login and pause time of its sessions (the part inside
 the period), wrap-ups of its calls; the average talk time and wrap-up compliance recomputed from
 those sums. JSON keys: docs/metrics.md, "Period roll-ups".
@@ -92,31 +92,16 @@ def build(kind: str, first: date, last: date, settings, calendar, now: datetime,
     """The period's report from its counts (`period_queries.period_inputs`). `agent_wrapups`
     (agent -> (due, in time)) and `agent_time` (agent -> (login, pause)) over the period complete
     the agents, as in the daily report (`None`: not read, the figures are null)."""
-    from .daily import _agents, metric_settings
+    from .daily import agent_rows, checked, metric_settings, queue_figures
     ms = metric_settings(settings)
     directory = settings.directory()
     tz = ZoneInfo(settings.timezone)
-    # queue rows as the daily report keys them; tasks counted on their queue's row
-    keys = {k: figures.queue_department[k] for k in figures.queues}
-    for pbx, queue, department in task_groups:
-        keys.setdefault((pbx, queue or f"department:{department}"), department)
     goal = daily_notes.targets(settings)
-    by_department: dict[str, tuple[Figures, TaskFigures]] = {}
+    rows, by_department, all_tasks = queue_figures(figures, task_groups)   # the daily report's rows
     queue_rows: dict[str | None, list[dict]] = {}
-    all_tasks = TaskFigures()
-    for (pbx, queue), department in sorted(keys.items()):
-        f = figures.queues.get((pbx, queue), Figures())
-        tf = TaskFigures()
-        for (t_pbx, t_queue, t_dept), value in task_groups.items():
-            if t_pbx == pbx and (t_queue or f"department:{t_dept}") == queue:
-                tf.add(value)
-        all_tasks.add(tf)
+    for pbx, queue, department, f, tf in rows:
         queue_rows.setdefault(department, []).append(
-            _checked({"queue": queue, "pbx": pbx, **f.as_dict(ms), **tf.as_dict()}, goal))
-        if department is not None:
-            dept_f, dept_t = by_department.setdefault(department, (Figures(), TaskFigures()))
-            dept_f.add(f)
-            dept_t.add(tf)
+            checked({"queue": queue, "pbx": pbx, **f.as_dict(ms), **tf.as_dict()}, goal))
     target = settings.cases.escalation_target
     by_case = finish_case_figures({d: dict(c) for d, c in case_counts.items()}, {}, target)
     case_totals = finish_case_figures({"": {k: sum(c.get(k, 0) for c in case_counts.values())
@@ -129,7 +114,7 @@ def build(kind: str, first: date, last: date, settings, calendar, now: datetime,
     departments = []
     for d, (f, tf) in sorted(by_department.items()):
         cases = {k: v for k, v in by_case.get(d, no_cases).items() if k != "wrapup_pending"}
-        departments.append(_checked({"department": d, "name": directory.department_names.get(d, d),
+        departments.append(checked({"department": d, "name": directory.department_names.get(d, d),
                                      **f.as_dict(ms), **tf.as_dict(), **cases, **by_post.get(d, coverage.NO_POSTS),
                                      "queues": queue_rows.get(d, [])}, goal))
     post_totals = [{**p, "department": p["post"]} for p in posts]
@@ -149,20 +134,15 @@ def build(kind: str, first: date, last: date, settings, calendar, now: datetime,
         "targets": goal,
         "departments": departments,
         "unmapped_queues": [q["queue"] for q in queue_rows.get(None, [])],
-        "totals": _checked({**figures.totals.as_dict(ms), **all_tasks.as_dict(), **case_totals,
+        "totals": checked({**figures.totals.as_dict(ms), **all_tasks.as_dict(), **case_totals,
                             **coverage.department_figures([{**p, "department": ""} for p in posts]).get(
                                 "", coverage.NO_POSTS)}, goal),
         "posts": [{"post": p, "department": names[p].department if p in names else None, **v}
                   for p, v in per_post.items()],
-        "agents": _agents(settings, figures, agent_wrapups, agent_time),
+        "agents": agent_rows(settings, figures, agent_wrapups, agent_time),
         "ranking": ranking(departments, ms.exclude_short_abandons),
         "notes": notes(kind, ms.exclude_short_abandons),
     }
-
-
-def _checked(entry: dict, goal: dict) -> dict:
-    entry["checks"] = daily_notes.checks(entry, goal)
-    return entry
 
 
 def _exact(part: int, whole: int) -> Fraction | None:

@@ -194,9 +194,9 @@ async def test_a_first_disposition_that_read_the_call_before_another_committed_l
             return result
 
     @asynccontextmanager
-    async def begin(report: bool = True):
+    async def begin():
         calls.append(1)
-        async with original(report) as conn:
+        async with original() as conn:
             yield PausedAfterFirstRead(conn) if len(calls) == 1 else conn
     store.begin = begin
     try:

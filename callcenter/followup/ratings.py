@@ -110,13 +110,8 @@ class RatingFollowUp:
                 log.warning("callback request of call %s/%s: no %s; no follow-up task", s["pbx"], s["uniqueid"],
                             "caller number" if not number else "department")
                 return None
-            miss = rules.Miss(s["pbx"], s["uniqueid"], rules.Reason.CALLBACK_REQUEST, at, s["route_queue"])
-            existing = (await fu._open_tasks(conn, number)).get((number, department))
-            if existing is not None:
-                await fu._attach(conn, existing.id, miss)
-                task_id = existing.id
-            else:
-                task_id = await fu._open(conn, rules.OpenNew(number, department, miss), fu.clock.now())
+            task_id = await fu.attach_or_open(conn, number, department, rules.Miss(
+                s["pbx"], s["uniqueid"], rules.Reason.CALLBACK_REQUEST, at, s["route_queue"]))
         values = {"reason": rules.Reason.CALLBACK_REQUEST.value}
         if recording:
             values["recording"] = recording[:255]

@@ -153,15 +153,18 @@ class FollowUp(TaskPipeline):
             number = validation.phone_number(number)       # defence behind the web models
         except validation.InvalidValue as exc:
             raise TaskError(f"caller number: {exc}", code="invalid_number") from None
-        miss = rules.Miss(pbx, ref, reason, at, queue)
         async with self.store.begin() as conn:
-            task = (await self._open_tasks(conn, number)).get((number, department))
-            if task is not None:
-                await self._attach(conn, task.id, miss)
-                task_id = task.id
-            else:
-                task_id = await self._open(conn, rules.OpenNew(number, department, miss), self.clock.now())
+            task_id = await self.attach_or_open(conn, number, department, rules.Miss(pbx, ref, reason, at, queue))
         return await self.get(task_id)
+
+    async def attach_or_open(self, conn, number: str, department: str, miss: rules.Miss) -> int:
+        """In `conn`'s transaction: `miss` joins the caller's open task of `department`, else opens
+        one (one open task per caller and department); returns the task's id."""
+        task = (await self._open_tasks(conn, number)).get((number, department))
+        if task is not None:
+            await self._attach(conn, task.id, miss)
+            return task.id
+        return await self._open(conn, rules.OpenNew(number, department, miss), self.clock.now())
 
     # --- agents' actions ----------------------------------------------------------------------
 

@@ -118,9 +118,12 @@ class SmtpEmail:
                 smtp.login(self.username, self.password)
             smtp.send_message(msg)
 
-    async def send(self, recipient: str, subject: str, body: str) -> None:
-        msg = self.message(recipient, subject, body)
+    async def send_message(self, msg: EmailMessage) -> None:
+        """`msg` (from `message`, perhaps with attachments) sent in the loop's thread executor."""
         await asyncio.get_running_loop().run_in_executor(None, self._send, msg)
+
+    async def send(self, recipient: str, subject: str, body: str) -> None:
+        await self.send_message(self.message(recipient, subject, body))
         log.info("e-mail to %s: %s", recipient, subject)
 
 

@@ -51,7 +51,7 @@ async def period_inputs(store, settings, calendar, first: date, last: date, now:
                                                   stale_after(settings.instance.checkpoint_seconds))
         return sessions, observed, agent_day_time(sessions, start, min(end, max(now, start)))
     figures, tasks, cases, wrapups, (sessions, observed, times) = await asyncio.gather(   # independent reads, at once
-        call_figures(store, settings, calendar, start, end, ms), task_groups(store, start, end, now),
+        call_figures(store, settings, calendar, start, end, ms, lost=False), task_groups(store, start, end, now),
         case_counts(store, start, end, now),
         agent_wrapups(store, store.dialect, start, end, now, settings.cases.wrapup_minutes), sessions_and_time())
     return {"figures": figures, "task_groups": tasks, "case_counts": cases, "sessions": sessions,
@@ -99,7 +99,7 @@ async def daily_call_totals(store, settings, calendar, days: list[date], ms: Met
     if any(i is None for i in intervals):                # the offset changes: day by day
         out = {}
         for d, (a, b) in zip(days, spans):
-            c = (await call_figures(store, settings, calendar, a, b, ms)).totals.counts
+            c = (await call_figures(store, settings, calendar, a, b, ms, lost=False)).totals.counts
             out[d] = (c["offered"], c["answered"], c["short_abandoned"])
         return out
     s = t.stints.alias("s")       # with its call's start and flags (migration 0016): no join

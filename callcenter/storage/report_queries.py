@@ -75,11 +75,11 @@ def _inside(column, intervals):
 
 
 async def call_figures(store, settings, calendar, start: datetime, end: datetime, ms: MetricSettings,
-                       is_open=None, links: list | None = None) -> DailyFigures:
+                       is_open=None, links: list | None = None, lost: bool = True) -> DailyFigures:
     """The figures of the calls that started in [start, end): `daily_figures` of those calls,
-    computed with SQL aggregates (or, when they cannot be exact, from the records). `links`: as
-    `sql_call_figures` (left empty when the records were counted)."""
-    figures = await sql_call_figures(store, settings, calendar, start, end, ms, links)
+    computed with SQL aggregates (or, when they cannot be exact, from the records). `links`,
+    `lost`: as `sql_call_figures` (links left empty when the records were counted)."""
+    figures = await sql_call_figures(store, settings, calendar, start, end, ms, links, lost)
     if figures is not None:
         return figures
     if is_open is None:
@@ -90,10 +90,11 @@ async def call_figures(store, settings, calendar, start: datetime, end: datetime
 
 
 async def sql_call_figures(store, settings, calendar, start: datetime, end: datetime,
-                           ms: MetricSettings, links: list | None = None) -> DailyFigures | None:
+                           ms: MetricSettings, links: list | None = None, lost: bool = True) -> DailyFigures | None:
     """`daily_figures` by SQL aggregates; None when grouped counts cannot give exactly that.
     `links`, when given, gets the lost calls' follow-up links appended (`lost_call_tasks`, read
-    beside the counts, on a connection of its own)."""
+    beside the counts, on a connection of its own). `lost=False`: the lost calls are not read
+    (the period roll-ups and the trend list none); `DailyFigures.lost` stays empty."""
     directory = settings.directory()
     profiles = HoursProfiles(settings)
     tz = calendar.tz
@@ -104,6 +105,8 @@ async def sql_call_figures(store, settings, calendar, start: datetime, end: date
         lo, hi = datetime.combine(first, time(0), tz), datetime.combine(last + timedelta(days=1), time(0), tz)
 
         async def side():         # on a connection of its own: runs beside the stint count
+            if not lost:
+                return []
             async with report_connection(store) as conn:
                 out = await _lost_calls(conn, store.dialect, start, end, settings.reports.lost_calls_per_department)
             if links is not None:
@@ -113,7 +116,7 @@ async def sql_call_figures(store, settings, calendar, start: datetime, end: date
         async def count():
             async with report_connection(store) as conn:
                 return await _stint_groups(conn, store.dialect, profiles, intervals, start, end, lo, hi, ms)
-        lost, (stint_groups, outside, agents, ivr_groups) = await asyncio.gather(side(), count())
+        lost_calls, (stint_groups, outside, agents, ivr_groups) = await asyncio.gather(side(), count())
         if not outside:
             firsts = None
             try:
@@ -122,7 +125,8 @@ async def sql_call_figures(store, settings, calendar, start: datetime, end: date
                 async with report_connection(store) as conn:
                     firsts = {key: await _first_department(conn, key, ivr_groups, directory, start, end)
                               for key in exc.keys}
-            return grouped_figures(stint_groups, ivr_groups, directory, profiles.profile_of, firsts, agents, lost)
+            return grouped_figures(stint_groups, ivr_groups, directory, profiles.profile_of, firsts, agents,
+                                   lost_calls)
     if links is not None:
         links.clear()
     return None

@@ -73,26 +73,23 @@ class Store:
             event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
 
     @asynccontextmanager
-    async def begin(self, report: bool = True):
+    async def begin(self):
         """A write transaction (`async with store.begin() as conn`); reads use engine.connect().
         On SQLite, writers of this process take turns on an asyncio lock rather than spinning
         in SQLite's busy handler (SQLite has one writer at a time anyway). How it ends is
         reported to `health` (a write still pending after `stall_seconds` counts as a fault)."""
         if self.dialect != "sqlite":
-            async with self._reported(report):
+            async with self._reported():
                 async with self._writer.begin() as conn:
                     yield conn
             return
         async with _write_lock(self.url):
-            async with self._reported(report):
+            async with self._reported():
                 async with self._writer.begin() as conn:
                     yield conn
 
     @asynccontextmanager
-    async def _reported(self, report: bool = True):
-        if not report:
-            yield
-            return
+    async def _reported(self):
         token = self.health.started()
         try:
             yield

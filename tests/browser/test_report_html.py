@@ -24,9 +24,20 @@ A4_POINTS = (595.28, 841.89)                      # 210 x 297 mm
 
 
 def watch_console(page) -> list[str]:
+    """The page's script errors go to `page.errors`; its console errors and warnings to the list returned."""
+    page.errors = []
+    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
     messages: list[str] = []
     page.on("console", lambda m: messages.append(m.text) if m.type in ("error", "warning") else None)
     return messages
+
+
+async def a4_page(browser):
+    """A fresh zh-CN context at about an A4 page's width, its page watched: (context, page, problems)."""
+    context = await browser.new_context(viewport={"width": 900, "height": 1270}, locale="zh-CN",
+                                        device_scale_factor=1)
+    page = await context.new_page()
+    return context, page, watch_console(page)
 
 
 async def prints_on_a4(page) -> bytes:
@@ -65,8 +76,6 @@ async def test_the_served_report_renders_under_its_policy(rig, page):
     await rig.user("office", "office")
     await sign_in(page, rig, "office", "/head")
     page = await page.context.new_page()                        # the report alone in its tab
-    page.errors = []
-    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
     problems = watch_console(page)
     response = await page.goto(rig.base + "/api/reports/daily?format=html&date=2026-11-23")
     assert response.status == 200 and "default-src 'none'" in response.headers["content-security-policy"]
@@ -81,12 +90,7 @@ async def test_the_report_prints_on_a4(browser, settings, tmp_path):
     report = contract(real_report(settings))
     as_of = (MONDAY_10 + timedelta(hours=5, minutes=40)).isoformat()
     report.update(in_progress=True, as_of=as_of, generated_at=report.get("generated_at") or as_of)
-    context = await browser.new_context(viewport={"width": 900, "height": 1270}, locale="zh-CN",
-                                        device_scale_factor=1)
-    page = await context.new_page()
-    page.errors = []
-    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
-    problems = watch_console(page)
+    context, page, problems = await a4_page(browser)
     try:
         await page.set_content(render_html(report), wait_until="load")
         await shows_a_whole_report(page)

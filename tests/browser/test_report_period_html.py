@@ -17,7 +17,7 @@ from callcenter.storage.store import Store
 from reports import period
 from reports.render_period import render_period_html
 from tests.browser.conftest import sign_in
-from tests.browser.test_report_html import a4_pages, prints_on_a4, watch_console
+from tests.browser.test_report_html import a4_page, a4_pages, prints_on_a4, watch_console
 from tests.test_report_period import NOW, store_story
 
 
@@ -25,8 +25,6 @@ async def test_the_served_period_report_renders_under_its_policy(rig, page):
     await rig.user("office", "office")
     await sign_in(page, rig, "office", "/head")
     page = await page.context.new_page()                        # the report alone in its tab
-    page.errors = []
-    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
     problems = watch_console(page)
     response = await page.goto(rig.base + "/api/reports/period?kind=month&format=html&date=2026-11-23")
     assert response.status == 200 and "default-src 'none'" in response.headers["content-security-policy"]
@@ -50,12 +48,7 @@ async def test_the_period_report_prints_on_a4(browser, settings, tmp_path):
         report = await period.period_report(store, settings, "month", date(2026, 10, 20), NOW)
     finally:
         await store.close()
-    context = await browser.new_context(viewport={"width": 900, "height": 1270}, locale="zh-CN",
-                                        device_scale_factor=1)
-    page = await context.new_page()
-    page.errors = []
-    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
-    problems = watch_console(page)
+    context, page, problems = await a4_page(browser)
     try:
         await page.set_content(render_period_html(report), wait_until="load")
         for text in ("目标", "图表", "部门排名", "按部门", "按队列", "按坐席", "说明"):
